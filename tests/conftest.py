@@ -1,0 +1,98 @@
+"""Shared fixtures: the steps as readable parameters, servers that always stop, CI-aware skips."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from workbook import Server, load_steps
+from workbook.registry import ROOT
+from workbook.server import TIMEOUT
+
+STEPS = load_steps()
+# Process groups of every server a test started; none may be alive when the session ends.
+STARTED_GROUPS: list[int] = []
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+HOWS = ["runserver", "daphne"]
+
+
+def steps(*numbers: int) -> list:
+    """Parametrise over the given steps (all when none given), with ids like `04-routing`."""
+    chosen = [s for s in STEPS if not numbers or s.number in numbers]
+    return [pytest.param(step, id=step.id) for step in chosen]
+
+
+def need(found: bool, what: str, how_to_get_it: str) -> None:
+    """Skip on a learner's machine when something is missing; fail in CI, where it must be there."""
+    if found:
+        return
+    message = f"{what} is not available: {how_to_get_it}"
+    if IN_CI:
+        pytest.fail(f"CI must provide it: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def serve():
+    """Start servers with the runner; every one is stopped at teardown, even when the test fails."""
+    started: list[Server] = []
+
+    def start(project, **options) -> Server:
+        server = Server(project, **options)
+        started.append(server)
+        server.start()
+        STARTED_GROUPS.append(server.pid)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def run_python(*args: str, cwd=ROOT, env: dict | None = None, timeout: float = TIMEOUT * 4, **kwargs):
+    """Run the venv's python with arguments; return the CompletedProcess (text mode)."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_server():
+    """Return a running server for (step, how), started once per session and reused by read-only tests."""
+    cache: dict[tuple, Server] = {}
+
+    def get(project, how: str = "runserver") -> Server:
+        key = (str(getattr(project, "path", project)), how)
+        server = cache.get(key)
+        if server is None or not server.running:
+            server = cache[key] = Server(project, how=how)
+            server.start()
+            STARTED_GROUPS.append(server.pid)
+        return server
+
+    yield get
+    for server in cache.values():
+        server.stop()
+
+
+def group_alive(pgid: int) -> bool:
+    """Tell whether any process of group `pgid` is still alive."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_left_behind():
+    """After the whole session, no server any test started is still alive."""
+    yield
+    if os.name == "nt":
+        return
+    alive = [pgid for pgid in STARTED_GROUPS if group_alive(pgid)]
+    assert not alive, f"servers left running, process groups {alive}"

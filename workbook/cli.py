@@ -1,0 +1,230 @@
+"""The command line: `python -m workbook list | run N | diff A [B] | scope N | stop | setup | test`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import venv
+from .errors import WorkbookError
+
+DEV_COMMANDS = {"test"}
+
+
+def _retry_hint(target: str, port: int) -> str:
+    if os.environ.get("MAKELEVEL"):
+        return f"PORT={port + 1} make {target} run"
+    return f"python -m workbook run {target.removeprefix('step-')} --port {port + 1}"
+
+
+def cmd_list(args) -> int:
+    from .registry import load_steps
+
+    print(f"{'step':<5} {'title':<22} {'min':>3}  idea")
+    for step in load_steps():
+        print(f"{step.number:<5} {step.title:<22} {step.minutes:>3}  {step.goal}")
+    print("\nRun one with `make step-N run` or `python -m workbook run N`.")
+    return 0
+
+
+def _follow(path: Path, stop: threading.Event) -> None:
+    """Copy a growing log file to stdout until told to stop."""
+    offset = 0
+    while True:
+        finished = stop.is_set()
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except OSError:
+            chunk = b""
+        if chunk:
+            offset += len(chunk)
+            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
+        if finished:
+            return
+        time.sleep(0.1)
+
+
+def cmd_run(args) -> int:
+    from .registry import get_step
+    from .server import Server, busy_message, port_is_free
+
+    step = get_step(args.step)
+    if step.number == 0:
+        raise WorkbookError("step 0 is the bare startproject baseline: run step 1 or later")
+    target = f"step-{step.number}"
+    if not port_is_free(args.port, args.host):
+        raise WorkbookError(busy_message(args.port, target, _retry_hint(target, args.port)))
+    server = Server(step, how=args.server, host=args.host, port=args.port, reload=not args.no_reload)
+    stop_following = threading.Event()
+    follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
+    # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        follower.start()
+        server.start()
+        print(
+            f"workbook: {step.label} is up on {server.http_url} "
+            f"(websocket: {server.ws_url()}). Ctrl-C stops it.",
+            flush=True,
+        )
+        while server.running:
+            time.sleep(0.2)
+        stop_following.set()
+        follower.join()
+        from .server import summarize_failure
+
+        raise WorkbookError(f"the server of {step.label} stopped: {summarize_failure(server.log_text())}")
+    except KeyboardInterrupt:
+        server.stop()
+        stop_following.set()
+        follower.join()
+        print(f"\nworkbook: stopped {step.label}.", flush=True)
+        return 0
+    finally:
+        server.stop()
+        stop_following.set()
+
+
+def cmd_diff(args) -> int:
+    from .diffs import as_html, unified
+    from .registry import get_step, previous
+
+    new = get_step(args.b if args.b is not None else args.a)
+    old = get_step(args.a) if args.b is not None else previous(new)
+    if old is None:
+        raise WorkbookError("step 0 is the baseline: there is nothing before it to compare with")
+    if args.html:
+        Path(args.html).write_text(str(as_html(old, new)), encoding="utf-8")
+        print(f"workbook: wrote {args.html}")
+        return 0
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    print(f"# step {old.number} ({old.id}) → step {new.number} ({new.id})")
+    sys.stdout.write(unified(old, new, color=color))
+    return 0
+
+
+def cmd_scope(args) -> int:
+    from .inprocess import drive
+    from .registry import get_step
+
+    step = get_step(args.step)
+    report = drive(step, [])
+    print(f"# {step.label}: what the consumer printed when a test client connected")
+    print(report["printed"] or "(nothing: this step's consumer does not print the scope)")
+    return 0
+
+
+def cmd_stop(args) -> int:
+    import json
+
+    from .server import STATE_DIR, _pid_alive
+
+    stopped = 0
+    for state_file in sorted((STATE_DIR / "run").glob("*.json")):
+        if args.port and state_file.stem != str(args.port):
+            continue
+        state = json.loads(state_file.read_text())
+        pid = state.get("pid", -1)
+        if _pid_alive(pid):
+            if os.name == "nt":
+                subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
+            else:
+                os.killpg(pid, signal.SIGTERM)
+            print(f"workbook: stopped {state.get('label')} on port {state_file.stem}")
+            stopped += 1
+        state_file.unlink(missing_ok=True)
+    if not stopped:
+        print("workbook: no workbook server is running")
+    return 0
+
+
+def cmd_setup(args) -> int:
+    venv.ensure("dev" if args.dev else "base")
+    return 0
+
+
+def cmd_test(args) -> int:
+    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=venv.ROOT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m workbook",
+        description="Run, compare and test the Django Channels workbook's steps.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("list", help="list the steps").set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="run a step's server in the foreground")
+    run.add_argument("step", help="step number, e.g. 4")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    run.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1")
+    run.add_argument("--server", choices=["runserver", "daphne", "uvicorn"], default="runserver",
+                     help="runserver (default, reloads on save) or the daphne/uvicorn CLI")
+    run.add_argument("--no-reload", action="store_true", help="do not restart on code changes")
+    run.set_defaults(func=cmd_run)
+
+    diff = sub.add_parser("diff", help="show what changed: `diff 4` (from step 3) or `diff 2 4`")
+    diff.add_argument("a")
+    diff.add_argument("b", nargs="?")
+    diff.add_argument("--html", metavar="FILE", help="write an HTML diff to FILE")
+    diff.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    diff.set_defaults(func=cmd_diff)
+
+    scope = sub.add_parser("scope", help="connect to a step's consumer in-process and print what it prints")
+    scope.add_argument("step")
+    scope.set_defaults(func=cmd_scope)
+
+    stop = sub.add_parser("stop", help="stop workbook servers left running (all, or --port N)")
+    stop.add_argument("--port", type=int)
+    stop.set_defaults(func=cmd_stop)
+
+    setup = sub.add_parser("setup", help="create .venv from the pinned lock")
+    setup.add_argument("--dev", action="store_true", help="also install what the tests need")
+    setup.set_defaults(func=cmd_setup)
+
+    test = sub.add_parser("test", help="run the test suite (arguments go to pytest)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=cmd_test)
+    return parser
+
+
+def _reexec_in_venv(argv: list[str], kind: str) -> int:
+    """Run this same command with the virtualenv's python, creating the virtualenv first if needed."""
+    python = venv.ensure(kind)
+    cmd = [str(python), "-m", "workbook", *argv]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(venv.ROOT), os.environ.get("PYTHONPATH")]))}
+    if os.name != "nt":
+        os.execve(str(python), cmd, env)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command != "setup" and not venv.in_venv():
+            return _reexec_in_venv(argv, "dev" if args.command in DEV_COMMANDS else "base")
+        return args.func(args)
+    except WorkbookError as problem:
+        print(f"workbook: {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,72 @@
+"""Drive a project's ChatConsumer in-process with channels' WebsocketCommunicator.
+
+Every step has the same module names (`mychannels`, `chat`), so each drive runs in a fresh interpreter
+inside the project directory: `drive(step, ["hello"])` returns what happened, as a dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import WorkbookError
+from .registry import ROOT, Step
+from .server import TIMEOUT
+
+
+def drive(project: Step | Path, messages: list[str] = (), path: str = "/ws/chat/") -> dict:
+    """Connect to the consumer, send each text frame, disconnect; report replies and printed output."""
+    directory = project.path if isinstance(project, Step) else Path(project)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT)])}
+    args = [sys.executable, "-m", "workbook.inprocess", path, *messages]
+    result = subprocess.run(args, cwd=directory, env=env, capture_output=True, text=True, timeout=TIMEOUT * 2)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise WorkbookError(f"could not drive the consumer in {directory.name}: {detail}")
+    return json.loads(lines[-1])
+
+
+async def _drive(path: str, messages: list[str]) -> dict:
+    from channels.testing import WebsocketCommunicator
+    from chat.consumers import ChatConsumer
+
+    printed = io.StringIO()
+    report: dict = {"connected": False, "replies": [], "error": None}
+    communicator = WebsocketCommunicator(
+        ChatConsumer.as_asgi(), path, headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
+    )
+    with contextlib.redirect_stdout(printed):
+        try:
+            connected, _ = await communicator.connect(timeout=TIMEOUT)
+            report["connected"] = connected
+            for text in messages:
+                await communicator.send_to(text_data=text)
+                report["replies"].append(await communicator.receive_from(timeout=TIMEOUT))
+        except Exception as exc:  # the consumer raised: report it as the learner would see it
+            report["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(Exception):
+                await communicator.disconnect()
+    report["printed"] = printed.getvalue()
+    return report
+
+
+def _main(argv: list[str]) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mychannels.settings")
+    import django
+
+    django.setup()
+    report = asyncio.run(_drive(argv[0], argv[1:]))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""The step registry: read `steps/steps.toml`, the one source of truth for the stages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .errors import WorkbookError
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS_DIR = ROOT / "steps"
+REGISTRY = STEPS_DIR / "steps.toml"
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    slug: str
+    title: str
+    goal: str
+    changed: tuple[str, ...]
+    minutes: int
+    hints: tuple[str, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        """The directory name, e.g. `04-routing`: also the readable test id."""
+        return f"{self.number:02d}-{self.slug}"
+
+    @property
+    def path(self) -> Path:
+        return STEPS_DIR / self.id
+
+    @property
+    def notebook(self) -> Path:
+        return ROOT / "notebooks" / f"{self.id}.ipynb"
+
+    @property
+    def label(self) -> str:
+        return f"step {self.number} · {self.title}"
+
+
+def _read(registry: Path) -> dict:
+    with open(registry, "rb") as f:
+        return tomllib.load(f)
+
+
+def _step(entry: dict) -> Step:
+    return Step(
+        number=entry["number"],
+        slug=entry["slug"],
+        title=entry["title"],
+        goal=entry["goal"],
+        changed=tuple(entry.get("changed", ())),
+        minutes=entry.get("minutes", 0),
+        hints=tuple(entry.get("hints", ())),
+    )
+
+
+def baseline(registry: Path = REGISTRY) -> Step:
+    """Return step 0: the untouched `startproject` output that step 1 grows from."""
+    return _step(_read(registry)["baseline"])
+
+
+def load_steps(registry: Path = REGISTRY) -> list[Step]:
+    """Read every step from the registry, in order (the baseline, step 0, not included)."""
+    steps = [_step(entry) for entry in _read(registry)["step"]]
+    numbers = [s.number for s in steps]
+    if numbers != list(range(1, len(steps) + 1)):
+        raise WorkbookError(f"{registry} must number its steps 1, 2, 3… in order, not {numbers}")
+    return steps
+
+
+def get_step(number: int | str) -> Step:
+    """Return step `number` (1, "4", "04" or "04-routing"), or say which steps exist."""
+    steps = load_steps()
+    text = str(number).strip()
+    head = text.split("-", 1)[0]
+    if head.isdigit():
+        for step in [baseline(), *steps]:
+            if step.number == int(head):
+                return step
+    raise WorkbookError(
+        f"there is no step {text!r}: choose 1 to {len(steps)} (`python -m workbook list` shows them)"
+    )
+
+
+def previous(step: Step) -> Step | None:
+    """Return the step before `step` (the baseline for step 1), or None for the baseline."""
+    return get_step(step.number - 1) if step.number > 0 else None
+
+
+def project_files(directory: Path) -> list[str]:
+    """List a project's files relative to it, as a learner's editor shows them."""
+    skip_dirs = {"__pycache__", ".pytest_cache", "node_modules", ".ipynb_checkpoints"}
+    skip_files = {"STEP.md", "db.sqlite3", ".DS_Store"}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
+        for name in filenames:
+            if name in skip_files or name.endswith((".pyc", ".log")):
+                continue
+            found.append((Path(dirpath) / name).relative_to(directory).as_posix())
+    return sorted(found)

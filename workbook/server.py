@@ -1,0 +1,310 @@
+"""Start a project's server the way a learner would, wait until it answers, and stop it cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import WorkbookError
+from .registry import ROOT, Step
+from .venv import in_venv, venv_python
+
+TIMEOUT = float(os.environ.get("WORKBOOK_TIMEOUT", "30"))
+STATE_DIR = ROOT / ".workbook"
+HOWS = ("runserver", "daphne", "uvicorn")
+
+
+def default_host() -> str:
+    return os.environ.get("HOST") or "127.0.0.1"
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Tell whether a server could listen on host:port right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        if os.name != "nt":
+            # Ignore sockets of a server that just stopped (TIME_WAIT); a listener still blocks.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a port nothing listens on (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":
+        from .guard import parent_alive
+
+        return parent_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _state_file(port: int) -> Path:
+    return STATE_DIR / "run" / f"{port}.json"
+
+
+def who_holds(port: int) -> str | None:
+    """Name the workbook server on `port`, if the runner started one that still runs."""
+    try:
+        state = json.loads(_state_file(port).read_text())
+    except (OSError, ValueError):
+        return None
+    return state.get("label") if _pid_alive(state.get("pid", -1)) else None
+
+
+def busy_message(port: int, label: str, retry: str | None = None) -> str:
+    """Say in one line that `port` is taken, by what if we know, and how to carry on."""
+    holder = who_holds(port)
+    why = f"{holder} is still running there" if holder else "is another step or server still running?"
+    retry = retry or f"PORT={port + 1} make {label} run"
+    return f"port {port} is busy ({why}): stop it, or run {retry}"
+
+
+def asgi_target(project: Path) -> str:
+    """Find `package.asgi:application` for a project, from the settings module manage.py names."""
+    manage = project / "manage.py"
+    try:
+        text = manage.read_text(encoding="utf-8")
+    except OSError:
+        raise WorkbookError(f"{project} has no manage.py: is it a Django project directory?") from None
+    match = re.search(r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([\w.]+)\.settings['\"]", text)
+    package = match.group(1) if match else "mychannels"
+    return f"{package}.asgi:application"
+
+
+def summarize_failure(log: str) -> str:
+    """Pick the line of a server log that best says why it did not start."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for pattern in (
+        r"\([\w.]+\.E\d+\)",  # a system check error such as (daphne.E001)
+        r"^\w+(\.\w+)*(Error|Exception|Exit)\b.*",  # the last line of a traceback
+        r"[Ee]rror|[Cc]ouldn't|[Cc]annot",
+    ):
+        hits = [line for line in lines if re.search(pattern, line)]
+        if hits:
+            return hits[-1]
+    return lines[-1] if lines else "it printed nothing"
+
+
+class Server:
+    """One server process for a project directory: `with Server(step) as server: …`."""
+
+    def __init__(
+        self,
+        project: Step | Path | str,
+        *,
+        how: str = "runserver",
+        host: str | None = None,
+        port: int | None = None,
+        reload: bool = False,
+        env: dict[str, str] | None = None,
+        label: str | None = None,
+        log_path: Path | None = None,
+    ):
+        if how not in HOWS:
+            raise WorkbookError(f"unknown server {how!r}: use one of {', '.join(HOWS)}")
+        if isinstance(project, Step):
+            self.project, self.label = project.path, label or project.id
+        else:
+            self.project = Path(project).resolve()
+            self.label = label or self.project.name
+        self.how, self.reload, self.extra_env = how, reload, dict(env or {})
+        self.host = host or default_host()
+        self.port = port or free_port(self.host)
+        self.log_path = log_path or STATE_DIR / "logs" / f"{self.label}-{how}-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    # --- addresses -----------------------------------------------------------
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._netloc}/"
+
+    def ws_url(self, path: str = "/ws/chat/") -> str:
+        return f"ws://{self._netloc}{path}"
+
+    @property
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    # --- life cycle ----------------------------------------------------------
+    def command(self) -> list[str]:
+        """Return the command line that serves the project."""
+        python = sys.executable if in_venv() or not venv_python().exists() else str(venv_python())
+        if self.how == "runserver":
+            cmd = [python, "manage.py", "runserver", f"{self._netloc}"]
+            return cmd if self.reload else [*cmd, "--noreload"]
+        target = asgi_target(self.project)
+        if self.how == "daphne":
+            return [python, "-m", "daphne", "-b", self.host, "-p", str(self.port), target]
+        return [python, "-m", "uvicorn", "--host", self.host, "--port", str(self.port), target]
+
+    def start(self, timeout: float = TIMEOUT) -> Server:
+        """Start the server and return once it answers HTTP."""
+        if self.running:
+            return self
+        if not (self.project / "manage.py").exists():
+            raise WorkbookError(f"{self.project} has no manage.py: is it a Django project directory?")
+        if not port_is_free(self.port, self.host):
+            raise WorkbookError(busy_message(self.port, self.label))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **self.extra_env}
+        guard = [sys.executable, "-m", "workbook.guard", str(os.getpid()), "--", *self.command()]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        with open(self.log_path, "wb") as log:
+            kwargs = (
+                {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+                if os.name == "nt"
+                else {"start_new_session": True}
+            )
+            self.process = subprocess.Popen(
+                guard, cwd=self.project, env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, **kwargs,
+            )
+        self._record()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = TIMEOUT) -> None:
+        """Poll until the server accepts connections, it exits, or the deadline passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running:
+                raise WorkbookError(
+                    f"{self.label} did not start: {summarize_failure(self.log_text())} "
+                    f"(full output: {self._shown(self.log_path)})"
+                )
+            # A bare TCP connect: it proves the server listens without adding a request to its log.
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise WorkbookError(
+                    f"{self.label} did not answer on {self.http_url} within {timeout:.0f} s "
+                    f"(output: {self._shown(self.log_path)}); set WORKBOOK_TIMEOUT to wait longer"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the server and everything it spawned; wait until the port is released."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            if os.name == "nt":
+                subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
+            else:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                if os.name != "nt":
+                    try:
+                        os.killpg(process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                process.wait(timeout)
+        if os.name != "nt":
+            # A server's reloader child may outlive the guard by a moment; make sure the group is gone.
+            deadline = time.monotonic() + timeout
+            while _group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _group_alive(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
+        _state_file(self.port).unlink(missing_ok=True)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Server {self.label} via {self.how} on {self.http_url} ({state})>"
+
+    # --- output --------------------------------------------------------------
+    def log_text(self) -> str:
+        """Return everything the server has printed so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def wait_for_log(self, pattern: str, timeout: float = TIMEOUT, after: int = 0) -> re.Match:
+        """Wait until the output (from offset `after`) matches a regex; return the match."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern, re.MULTILINE | re.DOTALL)
+        while True:
+            match = regex.search(self.log_text(), after)
+            if match:
+                return match
+            if time.monotonic() > deadline:
+                raise WorkbookError(f"{self.label} never printed {pattern!r} ({self._shown(self.log_path)})")
+            time.sleep(0.05)
+
+    # --- helpers -------------------------------------------------------------
+    def _record(self) -> None:
+        state = _state_file(self.port)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"label": self.label, "pid": self.pid, "how": self.how}))
+
+    @staticmethod
+    def _shown(path: Path) -> str:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start(project: Step | Path | str, **options) -> Server:
+    """Start a server for a step or project directory and return it once it answers."""
+    return Server(project, **options).start()
