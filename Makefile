@@ -61,6 +61,16 @@ stop: $(BASE) ## stop workbook servers left running
 test: $(DEV) ## run every test (real servers, notebooks, browser)
 	@$(VPY) -m workbook test
 
+# --- notebooks (issue 3) ------------------------------------------------------
+
+# --- browser (issue 4) --------------------------------------------------------
+
+# --- groups, redis, final, bench (issue 5) ------------------------------------
+
+# --- pitfalls and doctor (issue 6) --------------------------------------------
+
+# --- learner mode (issue 7) ---------------------------------------------------
+
 clean: ## remove the virtualenv, logs and caches
 	rm -rf $(VENV) .workbook .pytest_cache
 	find steps final tests workbook -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -15,6 +17,17 @@ from . import venv
 from .errors import WorkbookError
 
 DEV_COMMANDS = {"test"}
+# Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
+# (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
+COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis")
+
+
+def _command_modules():
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"workbook.{name}") is not None:
+            module = importlib.import_module(f"workbook.{name}")
+            if hasattr(module, "add_commands"):
+                yield module
 
 
 def _retry_hint(target: str, port: int) -> str:
@@ -196,7 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="run the test suite (arguments go to pytest)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
+
+    for module in _command_modules():
+        module.add_commands(sub)
     return parser
+
+
+def _dev_commands() -> set[str]:
+    extra = set()
+    for module in _command_modules():
+        extra |= set(getattr(module, "DEV_COMMANDS", ()))
+    return DEV_COMMANDS | extra
 
 
 def _reexec_in_venv(argv: list[str], kind: str) -> int:
@@ -221,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command != "setup" and not venv.in_venv():
-            return _reexec_in_venv(argv, "dev" if args.command in DEV_COMMANDS else "base")
+            return _reexec_in_venv(argv, "dev" if args.command in _dev_commands() else "base")
         return args.func(args)
     except WorkbookError as problem:
         print(f"workbook: {problem}", file=sys.stderr)
