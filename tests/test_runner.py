@@ -194,7 +194,7 @@ def test_every_step_has_a_previous_one_down_to_the_baseline():
     """Each step's previous step is the one numbered before it; step 1's is the startproject baseline."""
     steps = load_steps()
     assert previous(steps[0]).id == "00-startproject"
-    assert all(previous(b) == a for a, b in zip(steps, steps[1:]))
+    assert all(previous(b) == a for a, b in zip(steps, steps[1:], strict=False))
 
 
 @pytest.mark.skipif(shutil.which("uv") is None and not os.environ.get("CI"), reason="uv makes this fast")

@@ -13,6 +13,7 @@ from conftest import STEPS, run_python, steps
 from workbook.diffs import changed_files
 from workbook.registry import STEPS_DIR, baseline, previous
 
+
 def step_md_changed(step) -> set[str]:
     """Collect the paths each "What changed" bullet names before its colon (a bullet may name several)."""
     text = (step.path / "STEP.md").read_text(encoding="utf-8")

@@ -1,0 +1,125 @@
+"""Measure what a learner waits for: cold set-up, server start, first echo, and optionally `make test`.
+
+Run: `python bench/setup_and_start.py [--cold-cache] [--with-tests]` (from the repository root, any python).
+Prints a Markdown table. Nothing here is a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def clone(into: Path) -> Path:
+    """Clone the committed HEAD, as a learner's fresh checkout."""
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(into)], check=True)
+    return into
+
+
+def timed(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
+    started = time.monotonic()
+    subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def first_echo(port: int, deadline: float) -> None:
+    from websockets.asyncio.client import connect
+
+    while True:
+        try:
+            async with connect(f"ws://127.0.0.1:{port}/ws/chat/", open_timeout=2) as ws:
+                await ws.send('{"message": "ping"}')
+                await ws.recv()
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
+def make_run_to_first_echo(checkout: Path, step: int = 4) -> float:
+    """Time from typing `make step-N run` to the first echo arriving."""
+    port = free_port()
+    env = {**os.environ, "PORT": str(port)}
+    started = time.monotonic()
+    process = subprocess.Popen(["make", f"step-{step}", "run"], cwd=checkout, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        asyncio.run(first_echo(port, started + 120))
+        return time.monotonic() - started
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(30)
+
+
+def server_starts() -> list[tuple[str, str, float]]:
+    from workbook import Server, load_steps
+
+    rows = []
+    for step in load_steps():
+        for how in ("runserver", "daphne"):
+            started = time.monotonic()
+            with Server(step, how=how):
+                rows.append((step.id, how, time.monotonic() - started))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-cache", action="store_true", help="also set up with an empty uv cache")
+    parser.add_argument("--with-tests", action="store_true", help="also time `make test` in the fresh clone")
+    args = parser.parse_args()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}\n")
+    print("| what | seconds |\n|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        checkout = clone(Path(tmp) / "checkout")
+        python = shutil.which("python3") or sys.executable
+        base = timed([python, "-m", "workbook", "setup"], checkout)
+        print(f"| cold set-up of a fresh clone, base lock (`python -m workbook setup`) | {base:.1f} |")
+        dev = timed([python, "-m", "workbook", "setup", "--dev"], checkout)
+        print(f"| then the dev lock on top (`make setup`) | {dev:.1f} |")
+        print(f"| `make step-4 run` → first echo (venv ready) | {make_run_to_first_echo(checkout):.2f} |")
+        if args.cold_cache:
+            fresh = clone(Path(tmp) / "cold")
+            # A learner's machine: no uv installed (the runner pip-installs it into .venv) and an empty cache.
+            no_uv = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "uv").exists())
+            real_python = subprocess.run([python, "-c", "import sys; print(sys.executable)"],
+                                         capture_output=True, text=True, check=True).stdout.strip()
+            env = {"UV_CACHE_DIR": str(Path(tmp) / "uv"), "PATH": no_uv}
+            cold = timed([real_python, "-m", "workbook", "setup"], fresh, env=env)
+            print(f"| cold set-up, no uv installed, empty package cache (downloads included) | {cold:.1f} |")
+        second = clone(Path(tmp) / "second")
+        first = make_run_to_first_echo(second)
+        print(f"| `make step-4 run` → first echo on a fresh clone (set-up included) | {first:.2f} |")
+        if args.with_tests:
+            wall = timed(["make", "test"], checkout)
+            print(f"| `make test` wall time | {wall:.0f} |")
+    print()
+    print("| step | server | start → listening (s) |\n|---|---|---|")
+    for step_id, how, seconds in server_starts():
+        print(f"| {step_id} | {how} | {seconds:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
