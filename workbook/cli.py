@@ -36,13 +36,33 @@ def _retry_hint(target: str, port: int) -> str:
     return f"python -m workbook run {target.removeprefix('step-')} --port {port + 1}"
 
 
+def steps_table() -> str:
+    """Render the step table the README shows, straight from the registry."""
+    from .registry import load_steps
+
+    rows = [
+        "| Step | Title | The one idea | Notebook | Minutes (teach + do) |",
+        "|---:|---|---|---|---|",
+    ]
+    for step in load_steps():
+        notebook = step.notebook.relative_to(venv.ROOT).as_posix()
+        rows.append(
+            f"| {step.number} | [{step.title}](steps/{step.id}/STEP.md) | {step.goal} "
+            f"| [{step.id}]({notebook}) | {step.teach} + {step.exercise} |"
+        )
+    return "\n".join(rows)
+
+
 def cmd_list(args) -> int:
     from .registry import load_steps
 
-    print(f"{'step':<5} {'title':<22} {'min':>3}  idea")
+    if args.markdown:
+        print(steps_table())
+        return 0
+    print(f"{'step':<5} {'title':<22} {'teach':>5} {'do':>3}  idea")
     for step in load_steps():
-        print(f"{step.number:<5} {step.title:<22} {step.minutes:>3}  {step.goal}")
-    print("\nRun one with `make step-N run` or `python -m workbook run N`.")
+        print(f"{step.number:<5} {step.title:<22} {step.teach:>5} {step.exercise:>3}  {step.goal}")
+    print("\nRun one with `make step-N run`; build it yourself with `make step-N start` (minutes: teach, do).")
     return 0
 
 
@@ -176,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("list", help="list the steps").set_defaults(func=cmd_list)
+    listing = sub.add_parser("list", help="list the steps")
+    listing.add_argument("--markdown", action="store_true", help="print the README's step table")
+    listing.set_defaults(func=cmd_list)
 
     run = sub.add_parser("run", help="run a step's server in the foreground")
     run.add_argument("step", help="step number, e.g. 4")
