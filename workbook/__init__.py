@@ -1,7 +1,27 @@
 """The workbook runner: the step registry, servers, a websocket client, diffs and the CLI."""
 
-from .errors import WorkbookError
-from .registry import Step, get_step, load_steps
-from .server import Server, free_port, port_is_free, start
+from importlib import import_module
 
-__all__ = ["Server", "Step", "WorkbookError", "free_port", "get_step", "load_steps", "port_is_free", "start"]
+# Re-exported lazily, so `python -m workbook setup` runs on a bare Python before any dependency is installed.
+_EXPORTS = {
+    "WorkbookError": "errors",
+    "Step": "registry",
+    "get_step": "registry",
+    "load_steps": "registry",
+    "Server": "server",
+    "free_port": "server",
+    "port_is_free": "server",
+    "start": "server",
+    "client": None,
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'workbook' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    if module is None:
+        return import_module(f".{name}", __name__)
+    return getattr(import_module(f".{module}", __name__), name)

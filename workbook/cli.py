@@ -244,9 +244,9 @@ def _dev_commands() -> set[str]:
     return DEV_COMMANDS | extra
 
 
-def _reexec_in_venv(argv: list[str], kind: str) -> int:
+def _reexec_in_venv(argv: list[str]) -> int:
     """Run this same command with the virtualenv's python, creating the virtualenv first if needed."""
-    python = venv.ensure(kind)
+    python = venv.ensure("base")
     cmd = [str(python), "-m", "workbook", *argv]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(venv.ROOT), os.environ.get("PYTHONPATH")]))}
     if os.name != "nt":
@@ -257,16 +257,31 @@ def _reexec_in_venv(argv: list[str], kind: str) -> int:
         return 130
 
 
+def _bare_setup(argv: list[str]) -> int:
+    """`setup` from a Python outside the virtualenv: standard library only."""
+    parser = argparse.ArgumentParser(prog="python -m workbook setup")
+    parser.add_argument("--dev", action="store_true")
+    venv.ensure("dev" if parser.parse_args(argv).dev else "base")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
-        if args.command != "setup" and not venv.in_venv():
-            return _reexec_in_venv(argv, "dev" if args.command in _dev_commands() else "base")
+        if not venv.in_venv():
+            # Outside .venv only the standard library is safe: set up, then run again inside it.
+            if argv[:1] == ["setup"]:
+                return _bare_setup(argv[1:])
+            return _reexec_in_venv(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        # A `git pull` may have changed a lock since the virtualenv was filled.
+        kind = "dev" if args.command in _dev_commands() else "base"
+        if args.command != "setup" and not venv.is_ready(kind):
+            venv.ensure(kind)
         return args.func(args)
     except WorkbookError as problem:
         print(f"workbook: {problem}", file=sys.stderr)
