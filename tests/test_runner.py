@@ -210,3 +210,17 @@ def test_a_fresh_checkout_bootstraps_its_own_virtualenv(tmp_path):
     assert "setting up venv/ from requirements/base.lock" in result.stderr
     assert "Bare ASGI" in result.stdout
     assert (tmp_path / "venv/.installed-base").exists()
+
+
+def test_a_failing_install_is_one_line_pointing_at_the_log(tmp_path, monkeypatch):
+    """A lock that cannot be installed ends in one line naming the setup log, not a traceback."""
+    from workbook import venv
+
+    lock = tmp_path / "base.lock"
+    lock.write_text("this-package-does-not-exist-anywhere-4b1d==0.0.1\n")
+    monkeypatch.setitem(venv.LOCKS, "base", lock)
+    with pytest.raises(WorkbookError) as problem:
+        venv.ensure("base", venv=tmp_path / "venv", quiet=True)
+    message = str(problem.value)
+    assert message.startswith("installing the packages failed")
+    assert ".workbook/logs/setup.log" in message and "\n" not in message
