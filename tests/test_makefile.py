@@ -153,3 +153,10 @@ def test_a_missing_python_gives_one_line(tmp_path):
     result = subprocess.run([shutil.which("make"), "list"], cwd=checkout, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "no python3 found: install Python 3.10-3.13" in result.stdout + result.stderr
+
+
+def test_the_default_port_is_8000_as_in_the_article():
+    """Without PORT, `make step-4 run` serves on 127.0.0.1:8000."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+    result = make("-n", "step-4", "run", env=env)
+    assert "-m workbook run 4 --port 8000 --host 127.0.0.1" in result.stdout
