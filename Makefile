@@ -62,14 +62,70 @@ test: $(DEV) ## run every test (real servers, notebooks, browser)
 	@$(VPY) -m workbook test
 
 # --- notebooks (issue 3) ------------------------------------------------------
+.PHONY: lab notebook notebooks-html
+lab: $(DEV) ## open JupyterLab on notebooks/ with the .venv kernel (port 8888)
+	@$(VPY) -m workbook lab
+
+notebook: $(DEV) ## open a stage's notebook: make step-3 notebook
+	@$(VPY) -m workbook notebook $(STEP)
+
+notebooks-html: $(DEV) ## execute the notebooks into build/notebooks/*.html for offline reading
+	@$(VPY) -m workbook notebooks-html
 
 # --- browser (issue 4) --------------------------------------------------------
+.PHONY: screenshots test-browser
+screenshots: $(DEV) ## screenshot each chat page after a short conversation, into docs/
+	@$(VPY) -m workbook screenshots
+
+test-browser: $(DEV) ## run only the browser tests (needs Chromium)
+	@$(VPY) -m workbook test tests/test_browser.py
 
 # --- groups, redis, final, bench (issue 5) ------------------------------------
 
+.PHONY: bench
+bench: $(DEV) ## measure final/: 1000-client surge, echo rate, memory (writes docs/benchmarks.md)
+	@$(VPY) -m workbook bench load --write $(BENCH_ARGS)
+
+.PHONY: redis
+REDIS_PORT ?= 6379
+
+redis: $(BASE) ## run a throwaway Redis for step 7 (REDIS_PORT=6380 to move it)
+	@$(VPY) -m workbook redis --port $(REDIS_PORT)
+
 # --- pitfalls and doctor (issue 6) --------------------------------------------
+.PHONY: doctor pitfall
+
+doctor: $(BASE) ## diagnose: make doctor DIR=myproject | URL=ws://… | make step-5 doctor (none: the running server)
+	@$(VPY) -m workbook doctor $(DIR) $(URL) $(STEP)
+
+pitfall: $(BASE) ## the pitfall lab: make pitfall lists them, make pitfall P=no-as-asgi runs one broken
+	@$(VPY) -m workbook pitfall $(if $(P),run $(P) --port $(PORT),list)
 
 # --- learner mode (issue 7) ---------------------------------------------------
+# Build a step yourself in workspace/: make step-4 start, edit, make check, make hint, make solution, make reset.
+.PHONY: start check hint solution reset workspace
+ifneq ($(filter workspace,$(MAKECMDGOALS)),)
+STEP := workspace
+endif
+
+start: $(BASE) ## build step N yourself in workspace/: make step-N start (REPLACE=1 replaces, after a backup)
+	@test -n "$(STEP)" || { echo "make: which step? e.g. make step-1 start (make list shows them)"; exit 1; }
+	@$(VPY) -m workbook start $(STEP) $(if $(REPLACE),--replace)
+
+check: $(BASE) ## check workspace/ against its step (or: make step-N check)
+	@$(VPY) -m workbook check $(STEP)
+
+hint: $(BASE) ## the next hint for the step in workspace/, one more each time
+	@$(VPY) -m workbook hint
+
+solution: $(BASE) ## the diff from workspace/ to the step's snapshot
+	@$(VPY) -m workbook solution
+
+reset: $(BASE) ## put workspace/ back to the start of its step (keeps a backup)
+	@$(VPY) -m workbook reset
+
+workspace: ## run your own project: make workspace run
+	@$(if $(filter-out $@,$(MAKECMDGOALS)),:,$(MAKE) --no-print-directory run STEP=workspace)
 
 clean: ## remove the virtualenv, logs and caches
 	rm -rf $(VENV) .workbook .pytest_cache

@@ -63,6 +63,7 @@ def cmd_list(args) -> int:
     for step in load_steps():
         print(f"{step.number:<5} {step.title:<22} {step.teach:>5} {step.exercise:>3}  {step.goal}")
     print("\nRun one with `make step-N run`; build it yourself with `make step-N start` (minutes: teach, do).")
+    print("`make final run` serves the finished, hardened project in final/ (`make final diff`: what it adds).")
     return 0
 
 
@@ -90,13 +91,24 @@ def cmd_run(args) -> int:
     from .registry import get_step
     from .server import Server, busy_message, port_is_free
 
-    step = get_step(args.step)
-    if step.number == 0:
-        raise WorkbookError("step 0 is the bare startproject baseline: run step 1 or later")
-    target = f"step-{step.number}"
+    if args.step == "workspace":
+        from .learner import workspace_target
+
+        project, label, target = workspace_target()
+    else:
+        step = get_step(args.step)
+        if step.number == 0:
+            raise WorkbookError("step 0 is the bare startproject baseline: run step 1 or later")
+        target = "final" if step.id == "final" else f"step-{step.number}"
+        project, label = step, step.label
     if not port_is_free(args.port, args.host):
         raise WorkbookError(busy_message(args.port, target, _retry_hint(target, args.port)))
-    server = Server(step, how=args.server, host=args.host, port=args.port, reload=not args.no_reload)
+    from .redis import check_redis_url
+
+    check_redis_url(getattr(project, "path", project))
+    # The final project is served the way it ships, by the daphne CLI; the steps by runserver, which reloads.
+    how = args.server or ("daphne" if target == "final" else "runserver")
+    server = Server(project, how=how, host=args.host, port=args.port, reload=not args.no_reload)
     stop_following = threading.Event()
     follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
     # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
@@ -105,7 +117,7 @@ def cmd_run(args) -> int:
         follower.start()
         server.start()
         print(
-            f"workbook: {step.label} is up on {server.http_url} "
+            f"workbook: {label} is up on {server.http_url} "
             f"(websocket: {server.ws_url()}). Ctrl-C stops it.",
             flush=True,
         )
@@ -115,12 +127,12 @@ def cmd_run(args) -> int:
         follower.join()
         from .server import summarize_failure
 
-        raise WorkbookError(f"the server of {step.label} stopped: {summarize_failure(server.log_text())}")
+        raise WorkbookError(f"the server of {label} stopped: {summarize_failure(server.log_text())}")
     except KeyboardInterrupt:
         server.stop()
         stop_following.set()
         follower.join()
-        print(f"\nworkbook: stopped {step.label}.", flush=True)
+        print(f"\nworkbook: stopped {label}.", flush=True)
         return 0
     finally:
         server.stop()
@@ -204,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("step", help="step number, e.g. 4")
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
     run.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1")
-    run.add_argument("--server", choices=["runserver", "daphne", "uvicorn"], default="runserver",
-                     help="runserver (default, reloads on save) or the daphne/uvicorn CLI")
+    run.add_argument("--server", choices=["runserver", "daphne", "uvicorn"],
+                     help="runserver (the steps' default, reloads on save) or the daphne (final's default)/uvicorn CLI")
     run.add_argument("--no-reload", action="store_true", help="do not restart on code changes")
     run.set_defaults(func=cmd_run)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -37,10 +38,17 @@ async def _drive(path: str, messages: list[str]) -> dict:
     from channels.testing import WebsocketCommunicator
     from chat.consumers import ChatConsumer
 
+    application = ChatConsumer.as_asgi()
+    if importlib.util.find_spec("chat.routing") is not None:
+        # From step 04 on, route as the server does: consumers from step 06 read the room from url_route.
+        from channels.routing import URLRouter
+        from chat.routing import websocket_urlpatterns
+
+        application = URLRouter(websocket_urlpatterns)
     printed = io.StringIO()
     report: dict = {"connected": False, "replies": [], "error": None}
     communicator = WebsocketCommunicator(
-        ChatConsumer.as_asgi(), path, headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
+        application, path, headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
     )
     with contextlib.redirect_stdout(printed):
         try:

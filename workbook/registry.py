@@ -25,8 +25,14 @@ class Step:
     title: str
     goal: str
     changed: tuple[str, ...]
-    minutes: int
+    teach: int  # minutes an instructor spends presenting the idea
+    exercise: int  # minutes a learner spends building the step in learner mode
     hints: tuple[str, ...] = field(default=())
+
+    @property
+    def minutes(self) -> int:
+        """The whole time the step takes: teaching plus exercise."""
+        return self.teach + self.exercise
 
     @property
     def id(self) -> str:
@@ -58,7 +64,8 @@ def _step(entry: dict) -> Step:
         title=entry["title"],
         goal=entry["goal"],
         changed=tuple(entry.get("changed", ())),
-        minutes=entry.get("minutes", 0),
+        teach=entry.get("teach", entry.get("minutes", 0)),
+        exercise=entry.get("exercise", 0),
         hints=tuple(entry.get("hints", ())),
     )
 
@@ -81,14 +88,39 @@ def get_step(number: int | str) -> Step:
     """Return step `number` (1, "4", "04" or "04-routing"), or say which steps exist."""
     steps = load_steps()
     text = str(number).strip()
+    if text.lower() == "final":
+        return final()
     head = text.split("-", 1)[0]
     if head.isdigit():
         for step in [baseline(), *steps]:
             if step.number == int(head):
                 return step
     raise WorkbookError(
-        f"there is no step {text!r}: choose 1 to {len(steps)} (`python -m workbook list` shows them)"
+        f"there is no step {text!r}: choose 1 to {len(steps)} or final (`python -m workbook list` shows them)"
     )
+
+
+@dataclass(frozen=True)
+class FinalProject(Step):
+    """The finished, hardened project: run, diffed and tested like a step, but it lives in final/."""
+
+    @property
+    def id(self) -> str:
+        return "final"
+
+    @property
+    def path(self) -> Path:
+        return ROOT / "final"
+
+    @property
+    def label(self) -> str:
+        return "the final project"
+
+
+def final(registry: Path = REGISTRY) -> FinalProject:
+    """Return the final project, numbered after the last step so that `previous()` is that step."""
+    entry = {**_read(registry)["final"], "number": len(load_steps(registry)) + 1, "slug": "final"}
+    return FinalProject(**vars(_step(entry)))
 
 
 def previous(step: Step) -> Step | None:
@@ -98,8 +130,9 @@ def previous(step: Step) -> Step | None:
 
 def project_files(directory: Path) -> list[str]:
     """List a project's files relative to it, as a learner's editor shows them."""
-    skip_dirs = {"__pycache__", ".pytest_cache", "node_modules", ".ipynb_checkpoints"}
-    skip_files = {"STEP.md", "db.sqlite3", ".DS_Store"}
+    skip_dirs = {"__pycache__", ".pytest_cache", "node_modules", ".ipynb_checkpoints", ".git", ".venv", ".vscode",
+                 ".idea"}
+    skip_files = {"STEP.md", "FINAL.md", "db.sqlite3", ".DS_Store", ".workbook-step"}
     found = []
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
