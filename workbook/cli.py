@@ -152,7 +152,8 @@ def cmd_diff(args) -> int:
         print(f"workbook: wrote {args.html}")
         return 0
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    print(f"# step {old.number} ({old.id}) → step {new.number} ({new.id})")
+    after = "the final project" if new.id == "final" else f"step {new.number} ({new.id})"
+    print(f"# step {old.number} ({old.id}) → {after}")
     sys.stdout.write(unified(old, new, color=color))
     return 0
 
@@ -286,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
                 return _bare_setup(argv[1:])
             return _reexec_in_venv(argv)
         parser = build_parser()
-        args = parser.parse_args(argv)
+        if argv[:1] == ["test"]:
+            # Everything after `test` belongs to pytest, options such as `-m browser` included.
+            args = argparse.Namespace(command="test", func=cmd_test, pytest_args=argv[1:])
+        else:
+            args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 0
