@@ -127,7 +127,8 @@ reset: $(BASE) ## put workspace/ back to the start of its step (keeps a backup)
 workspace: ## run your own project: make workspace run
 	@$(if $(filter-out $@,$(MAKECMDGOALS)),:,$(MAKE) --no-print-directory run STEP=workspace)
 
-clean: ## remove the virtualenv, logs and caches
-	rm -rf $(VENV) .workbook .pytest_cache
+clean: ## remove the virtualenv, logs and caches (learner-mode backups are kept)
+	rm -rf $(VENV) .pytest_cache build
+	find .workbook -mindepth 1 -maxdepth 1 ! -name backups -exec rm -rf {} + 2>/dev/null || true
 	find steps final tests workbook -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 	find steps final -name db.sqlite3 -delete 2>/dev/null || true

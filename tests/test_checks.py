@@ -1,0 +1,70 @@
+"""The learner's checks hold for the workbook's own snapshots: every check passes on every step."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import STEPS, need
+
+from workbook.checks import checks_for, run_checks
+from workbook.diagnose import from_traceback, hint_for, syntax_errors
+
+CASES = [
+    pytest.param(step, func.check_name, id=f"{step.id}-{func.__name__}")
+    for step in STEPS for func in checks_for(step)
+]
+
+
+@pytest.fixture(scope="module")
+def snapshot_results():
+    """Run each step's checks on its snapshot once (a real server each), and keep the results."""
+    cache: dict[int, dict] = {}
+
+    def get(step):
+        if step.number not in cache:
+            cache[step.number] = {r.name: r for r in run_checks(step, step.path)}
+        return cache[step.number]
+
+    return get
+
+
+@pytest.mark.parametrize(("step", "name"), CASES)
+def test_every_check_passes_on_its_steps_snapshot(step, name, snapshot_results):
+    """Each check of a step passes against that step's own snapshot, served by a real server."""
+    result = snapshot_results(step)[name]
+    if result.status == "skip" and result.detail:
+        need(False, "a check's tool", result.detail)
+    assert result.passed, f"{result.detail} (hint: {result.hint})"
+
+
+def test_a_syntax_error_is_reported_with_file_and_line(tmp_path):
+    """Compiling the project names the broken file and line."""
+    (tmp_path / "chat").mkdir()
+    (tmp_path / "chat" / "consumers.py").write_text("import json\n\ndef connect(self)\n    pass\n")
+    [problem] = syntax_errors(tmp_path)
+    assert (problem.file, problem.line) == ("chat/consumers.py", 3)
+    assert problem.error.startswith("SyntaxError")
+
+
+def test_a_chained_traceback_points_at_the_learners_line(tmp_path):
+    """A server's traceback is reduced to its root cause and the deepest frame in the project."""
+    log = f'''Traceback (most recent call last):
+  File "/usr/lib/python3/importlib/__init__.py", line 126, in import_module
+  File "{tmp_path}/mychannels/asgi.py", line 19, in <module>
+    from chat.routing import websocket_urlpatterns
+ModuleNotFoundError: No module named 'chat.routing'
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/venv/daphne/management/commands/runserver.py", line 31, in get_default_application
+django.core.exceptions.ImproperlyConfigured: Cannot import ASGI_APPLICATION module 'mychannels.asgi'
+'''
+    problem = from_traceback(log, tmp_path)
+    assert str(problem) == "mychannels/asgi.py, line 19: ModuleNotFoundError: No module named 'chat.routing'"
+    assert "create it" in hint_for(problem.error)
+
+
+def test_a_missing_websocket_entry_gets_the_protocoltyperouter_hint():
+    """The log line of an unrouted scope type maps to the hint naming ProtocolTypeRouter's "websocket" entry."""
+    hint = hint_for("ValueError: No application configured for scope type 'websocket'")
+    assert "ProtocolTypeRouter" in hint and '"websocket"' in hint

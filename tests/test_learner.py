@@ -1,0 +1,268 @@
+"""Learner mode, played by a learner: start a step, do it (or half of it), check, get hints, reset."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import need, run_python, steps
+
+from workbook import WorkbookError, get_step, learner
+from workbook.checks import checks_for, redis_shares_rooms
+from workbook.diffs import changed_files
+from workbook.registry import ROOT, previous
+from workbook.server import TIMEOUT, free_port
+
+# For each step: the file a learner forgets, and what the failing check's hint must name.
+PARTIAL = {
+    1: ("mychannels/asgi.py", "ProtocolTypeRouter"),
+    2: ("chat/consumers.py", "chat/consumers.py"),
+    3: ("chat/consumers.py", "pprint(self.scope)"),
+    4: ("mychannels/asgi.py", 'ProtocolTypeRouter in mychannels/asgi.py has no "websocket" entry'),
+    5: ("templates/index.html", "new WebSocket("),
+    6: ("chat/routing.py", "chat/routing.py has no route for a room"),
+    7: (None, "RedisChannelLayer"),
+}
+# Step 7 done halfway: everything copied, but the REDIS_URL branch still picks the in-memory layer.
+HALF_DONE = {
+    7: ("mychannels/settings.py", "channels_redis.core.RedisChannelLayer", "channels.layers.InMemoryChannelLayer"),
+}
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A throwaway workspace: the learner's real workspace/ is never touched."""
+    monkeypatch.setenv("WORKBOOK_WORKSPACE", str(tmp_path / "workspace"))
+    monkeypatch.delenv("MAKELEVEL", raising=False)
+    return tmp_path / "workspace"
+
+
+def apply(step, ws, leave_out: str | None = None) -> None:
+    """Do the step the way its snapshot did: copy its changed files over, perhaps forgetting one."""
+    for name in step.changed:
+        if name != leave_out:
+            (ws / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(step.path / name, ws / name)
+
+
+def need_redis_for(step) -> None:
+    """Step 7's check runs two servers on a real Redis: skip on a laptop without one, fail in CI."""
+    if redis_shares_rooms in checks_for(step):
+        need(shutil.which("redis-server") is not None, "redis-server", "install it (e.g. apt install redis-server)")
+
+
+def backups(ws):
+    folder = learner.backups_dir(ws)
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_step_1_starts_from_the_untouched_startproject_output(ws):
+    """`start 1` fills the workspace with steps/00-startproject, file for file, and remembers step 1."""
+    learner.start(1)
+    assert changed_files(get_step(0).path, ws) == []
+    assert learner.current_step(ws).number == 1
+
+
+@pytest.mark.parametrize("step", steps())
+def test_doing_the_steps_real_changes_passes_its_check(step, ws, capsys):
+    """Start, copy the snapshot's changed files in, check: every check passes and the exit code is 0."""
+    need_redis_for(step)
+    learner.start(step.number)
+    assert changed_files(previous(step).path, ws) == []
+    apply(step, ws)
+    code = learner.check()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "checks pass" in out and "✘" not in out and "FAIL" not in out
+
+
+@pytest.mark.parametrize("step", steps(*PARTIAL))
+def test_half_done_step_fails_with_the_hint_that_names_what_is_missing(step, ws, capsys):
+    """Leaving out one file of the step fails its check, and the hint names what is missing."""
+    need_redis_for(step)
+    leave_out, named = PARTIAL[step.number]
+    learner.start(step.number)
+    apply(step, ws, leave_out=leave_out)
+    if step.number in HALF_DONE:
+        name, done, undone = HALF_DONE[step.number]
+        (ws / name).write_text((ws / name).read_text().replace(done, undone))
+    code = learner.check()
+    out = capsys.readouterr().out
+    assert code == 1, out
+    hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
+    assert hints and named in hints[0], out
+
+
+def test_routing_without_the_routing_module_names_the_file_line_and_missing_module(ws, capsys):
+    """asgi.py importing a chat/routing.py that does not exist is an import error with file and line."""
+    step = get_step(4)
+    learner.start(4)
+    apply(step, ws, leave_out="chat/routing.py")
+    assert learner.check() == 1
+    out = capsys.readouterr().out
+    line = next(n for n, text in enumerate((ws / "mychannels/asgi.py").read_text().splitlines(), 1)
+                if "chat.routing" in text)
+    assert f"mychannels/asgi.py, line {line}: ModuleNotFoundError: No module named 'chat.routing'" in out
+    assert "hint: chat/routing.py does not exist yet" in out
+
+
+def test_a_syntax_error_is_reported_with_its_file_and_line(ws, capsys):
+    """A broken line stops the check at compiling, naming the file and line; nothing else runs."""
+    learner.start(4)
+    apply(get_step(4), ws)
+    routing = ws / "chat" / "routing.py"
+    lines = routing.read_text().splitlines()
+    lines[4] = "websocket_urlpatterns = = ["  # line 5 of chat/routing.py
+    routing.write_text("\n".join(lines) + "\n")
+    assert learner.check() == 1
+    out = capsys.readouterr().out
+    assert "chat/routing.py, line 5" in out and "SyntaxError" in out
+    assert "not run: fix the failure above first" in out
+    assert "the server starts" in out
+
+
+def test_an_error_in_the_consumer_points_at_its_line(ws, capsys):
+    """A consumer that raises on every message is reported with the file and line that raised."""
+    learner.start(4)
+    apply(get_step(4), ws)
+    consumers = ws / "chat" / "consumers.py"
+    consumers.write_text(consumers.read_text().replace("['message']", "['text']"))
+    assert learner.check() == 1
+    out = capsys.readouterr().out
+    line = next(n for n, text in enumerate(consumers.read_text().splitlines(), 1) if "['text']" in text)
+    assert f"chat/consumers.py, line {line}: KeyError: 'text'" in out
+
+
+def test_reset_restores_the_start_and_keeps_a_backup(ws, capsys):
+    """`reset` puts the step's starting files back; the learner's edits survive in a backup."""
+    learner.start(4)
+    apply(get_step(4), ws, leave_out="mychannels/asgi.py")
+    (ws / "notes.txt").write_text("my notes\n")
+    message = learner.reset()
+    assert changed_files(get_step(3).path, ws) == []
+    assert learner.current_step(ws).number == 4
+    [kept] = backups(ws)
+    assert str(kept.name) in message
+    assert (kept / "notes.txt").read_text() == "my notes\n"
+    assert (kept / "chat" / "routing.py").read_bytes() == (get_step(4).path / "chat" / "routing.py").read_bytes()
+
+
+def test_work_is_never_replaced_without_replace_and_then_only_after_a_backup(ws):
+    """`start` refuses a workspace that holds work; with replace it backs the work up first."""
+    learner.start(2)
+    consumers = ws / "chat" / "consumers.py"
+    consumers.parent.mkdir()
+    consumers.write_text("# my consumer\n")
+    with pytest.raises(WorkbookError, match="holds your work.*--replace"):
+        learner.start(3)
+    assert consumers.read_text() == "# my consumer\n" and backups(ws) == []
+    learner.start(3, replace=True)
+    [kept] = backups(ws)
+    assert (kept / "chat" / "consumers.py").read_text() == "# my consumer\n"
+    assert changed_files(get_step(2).path, ws) == []
+
+
+def test_a_workspace_without_a_step_file_counts_as_work(ws):
+    """Files in the workspace that learner mode did not put there are never overwritten silently."""
+    ws.mkdir()
+    (ws / "manage.py").write_text("# someone's project\n")
+    with pytest.raises(WorkbookError, match="holds your work"):
+        learner.start(1)
+    assert (ws / "manage.py").read_text() == "# someone's project\n"
+
+
+def test_an_untouched_workspace_moves_to_another_step_without_a_backup(ws):
+    """Starting over from a workspace nobody edited loses nothing, so it needs no --replace."""
+    learner.start(2)
+    learner.start(5)
+    assert backups(ws) == [] and learner.current_step(ws).number == 5
+
+
+def test_hints_come_one_more_each_time_then_point_to_the_solution(ws):
+    """`hint` shows the step's hints in order, remembers how many, then points at `solution`."""
+    step = get_step(4)
+    learner.start(4)
+    shown = [learner.next_hint() for _ in step.hints]
+    assert [text.split(": ", 1)[1] for text in shown] == list(step.hints)
+    assert shown[0].startswith(f"hint 1/{len(step.hints)} for step 4")
+    assert "solution" in learner.next_hint()
+
+
+@pytest.mark.parametrize("step", steps())
+def test_each_step_has_at_least_three_hints_and_its_minutes(step):
+    """The registry gives every step three or more hints, teaching minutes and exercise minutes."""
+    assert len(step.hints) >= 3
+    assert step.teach > 0 and step.exercise > 0 and step.minutes == step.teach + step.exercise
+
+
+def test_the_solution_is_the_diff_to_the_steps_snapshot(ws):
+    """`solution` diffs the workspace against the snapshot; once done, nothing is left."""
+    learner.start(4)
+    text = learner.solution()
+    assert "+++ 04-routing/chat/routing.py" in text and "+++ 04-routing/mychannels/asgi.py" in text
+    apply(get_step(4), ws)
+    assert "nothing left to do" in learner.solution()
+
+
+def test_check_on_the_command_line_exits_1_and_prints_one_line_per_check(ws):
+    """`python -m workbook check 4` on a step-3 workspace prints each check and exits 1."""
+    learner.start(4)
+    result = run_python("-m", "workbook", "check", "4", env={"WORKBOOK_WORKSPACE": str(ws)})
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  ") and not line.startswith("     ")]
+    assert len(lines) == 7
+    assert sum(line.lstrip().startswith(("✘", "FAIL")) for line in lines) == 3
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed: `python -m workbook …` is tested")
+def test_make_step_n_start_and_make_check_work_on_the_workspace(ws):
+    """`make step-4 start` fills the workspace, and `make check` checks it against step 4."""
+    env = {**os.environ, "WORKBOOK_WORKSPACE": str(ws)}
+    started = subprocess.run(["make", "--no-print-directory", "step-4", "start"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=TIMEOUT * 4)
+    assert started.returncode == 0, started.stderr
+    assert "`make check`" in started.stdout
+    apply(get_step(4), ws)
+    checked = subprocess.run(["make", "--no-print-directory", "check"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=TIMEOUT * 4)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "against step 4" in checked.stdout
+
+
+def test_run_workspace_serves_the_learners_project(ws):
+    """`python -m workbook run workspace` serves the workspace's own page, like any step."""
+    learner.start(2)
+    page = ws / "templates" / "index.html"
+    page.write_text(page.read_text().replace("Step 01 · Bare ASGI", "My own step"))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbook", "run", "workspace", "--port", str(port), "--no-reload"],
+        cwd=ROOT, env={**os.environ, "WORKBOOK_WORKSPACE": str(ws)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline, body = time.monotonic() + TIMEOUT, ""
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    body = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "My own step" in body
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(TIMEOUT)
+
+
+def test_check_without_a_started_step_says_how_to_start(ws):
+    """With no step started, `check` explains how to start one instead of failing obscurely."""
+    with pytest.raises(WorkbookError, match="start 1"):
+        learner.check()
+
