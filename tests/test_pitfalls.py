@@ -1,0 +1,559 @@
+"""Every pitfall of the lab shows its symptom for real, and the doctor names it; clean projects pass the doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import STARTED_GROUPS, need, run_python, steps
+from websockets.exceptions import InvalidMessage, InvalidStatus
+
+from workbook import client, get_step
+from workbook.diffs import changed_files, diff
+from workbook.doctor_probe import probe
+from workbook.errors import WorkbookError
+from workbook.pitfalls import load_pitfalls, materialise
+from workbook.registry import ROOT
+from workbook.server import TIMEOUT
+
+PITFALLS = load_pitfalls()
+# Pitfalls the doctor reports as warnings: the project is fine until it is run or used the wrong way.
+WARNINGS = {"no-origin-header", "inmemory-layer-two-processes"}
+REPRODUCED: dict[str, str] = {}
+
+
+def reproduces(slug: str):
+    """Mark a test as the real reproduction of one pitfall (a test checks that every pitfall has one)."""
+    def mark(test):
+        REPRODUCED[slug] = test.__name__
+        return test
+    return mark
+
+
+@pytest.fixture
+def variant(tmp_path):
+    """Materialise a pitfall's broken project into this test's temporary directory."""
+    return lambda slug: materialise(slug, tmp_path)
+
+
+def doctor(*args) -> subprocess.CompletedProcess:
+    return run_python("-m", "workbook", "doctor", *map(str, args))
+
+
+def slugs(findings) -> set[str]:
+    return {f.slug for f in findings}
+
+
+def step5():
+    return get_step(5)
+
+
+# --- the registry and its overlays ----------------------------------------------------------------------
+def test_every_pitfall_has_a_real_reproduction():
+    """Each pitfall in pitfalls.toml is reproduced by a test in this module."""
+    assert {p.slug for p in PITFALLS} == set(REPRODUCED)
+
+
+@pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: p.slug)
+def test_each_overlay_changes_a_few_lines_of_its_step(pitfall, variant):
+    """An overlay holds only files its step has, each a small edit; everything else is the step, byte for byte."""
+    project = variant(pitfall.slug)
+    assert changed_files(pitfall.base, project) == pitfall.overlay_files()
+    for file_diff in diff(pitfall.base, project):
+        edits = [line for line in file_diff.lines[2:] if line[:1] in "+-"]
+        assert file_diff.status == "changed" and len(edits) <= 25, file_diff.path
+    assert pitfall.symptom and pitfall.cause and pitfall.fix and pitfall.trigger
+
+
+# --- the doctor on project directories ------------------------------------------------------------------
+@pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: p.slug)
+def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant):
+    """`doctor PATH` names the pitfall with its fix, and exits 1 for a problem, 0 for a warning."""
+    project = variant(pitfall.slug)
+    with socket.socket() as busy:
+        args = [project]
+        if pitfall.slug == "port-in-use":
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            args += ["--port", busy.getsockname()[1]]
+        result = doctor(*args)
+    assert f"[{pitfall.slug}]" in result.stdout, result.stdout + result.stderr
+    assert "fix: " in result.stdout and f"#{pitfall.slug})" in result.stdout
+    assert result.returncode == (0 if pitfall.slug in WARNINGS else 1), result.stdout
+
+
+CLEAN = [*steps()] + ([pytest.param(ROOT / "final", id="final")] if (ROOT / "final" / "manage.py").exists() else [])
+
+
+@pytest.mark.parametrize("project", CLEAN)
+def test_every_clean_project_gets_a_clean_bill_of_health(project):
+    """The doctor finds no problem in any step, nor in final/, and exits 0."""
+    result = doctor(getattr(project, "path", project))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "problem [" not in result.stdout
+    assert "=> healthy" in result.stdout
+
+
+def test_the_doctor_falls_back_to_the_text_when_the_project_does_not_load(variant):
+    """A project whose settings crash is still checked: the crash and the text-level pitfalls are named."""
+    project = variant("no-daphne-app")
+    settings = project / "mychannels" / "settings.py"
+    settings.write_text(settings.read_text() + "\nimport a_package_nobody_installed  # noqa\n")
+    result = doctor(project)
+    assert result.returncode == 1
+    assert "[project-does-not-load]" in result.stdout and "a_package_nobody_installed" in result.stdout
+    assert "[no-daphne-app] INSTALLED_APPS has no 'daphne' (read from settings.py)" in result.stdout
+
+
+def test_the_doctor_says_what_to_do_with_a_directory_that_is_not_a_project(tmp_path):
+    """A directory without manage.py gets one line saying where to point the doctor."""
+    result = doctor(tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"workbook: {tmp_path} has no manage.py: point the doctor at the directory that holds manage.py"
+    ]
+
+
+# --- each pitfall for real: a real server, a real client ------------------------------------------------
+@reproduces("no-daphne-app")
+async def test_without_daphne_runserver_is_wsgi_and_answers_404(variant, serve):
+    """runserver prints Django's plain banner and answers the websocket handshake with 404."""
+    server = serve(variant("no-daphne-app"))
+    assert await client.handshake_status(server.ws_url(), quiet=True) == 404
+    log = server.wait_for_log(r'"GET /ws/chat/ HTTP/1.1" 404').string
+    assert f"Starting development server at {server.http_url}" in log and "Not Found: /ws/chat/" in log
+    assert "ASGI/Daphne" not in log
+    assert slugs(await probe(server.ws_url())) == {"no-daphne-app"}
+
+
+@reproduces("daphne-after-staticfiles")
+def test_daphne_after_staticfiles_fails_the_system_check(variant, serve):
+    """runserver refuses to start, naming daphne.E001."""
+    with pytest.raises(WorkbookError) as refused:
+        serve(variant("daphne-after-staticfiles"))
+    assert "(daphne.E001) Daphne must be listed before django.contrib.staticfiles in INSTALLED_APPS." in str(
+        refused.value)
+
+
+@reproduces("no-websocket-route")
+async def test_a_router_without_websocket_answers_500(variant, serve):
+    """The handshake gets HTTP 500 and the log names the missing scope type."""
+    server = serve(variant("no-websocket-route"))
+    assert await client.handshake_status(server.ws_url(), quiet=True) == 500
+    server.wait_for_log(r"ValueError: No application configured for scope type 'websocket'")
+    [finding] = await probe(server.ws_url())
+    assert finding.slug == "handshake-500" and "[no-websocket-route]" in finding.what
+
+
+@reproduces("no-as-asgi")
+async def test_a_route_without_as_asgi_answers_500(variant, serve):
+    """Routing to the consumer class gets HTTP 500 and a TypeError in the log."""
+    server = serve(variant("no-as-asgi"), how="daphne")
+    assert await client.handshake_status(server.ws_url(), quiet=True) == 500
+    server.wait_for_log(r"TypeError: object ChatConsumer can't be used in 'await' expression")
+    [finding] = await probe(server.ws_url())
+    assert finding.slug == "handshake-500" and "[no-as-asgi]" in finding.what
+
+
+@reproduces("path-mismatch")
+async def test_the_pages_path_finds_no_route_and_gets_500(variant, serve):
+    """The page's /ws/chat (no slash) is not routed: HTTP 500, not 404, and "No route found" in the log."""
+    project = variant("path-mismatch")
+    assert "location.host + '/ws/chat');" in (project / "templates" / "index.html").read_text()
+    server = serve(project)
+    assert await client.handshake_status(server.ws_url("/ws/chat"), quiet=True) == 500
+    server.wait_for_log(r"ValueError: No route found for path 'ws/chat'\.")
+    [finding] = await probe(server.ws_url("/ws/chat"))
+    assert finding.slug == "handshake-500" and "[path-mismatch]" in finding.what
+
+
+@reproduces("routing-before-setup")
+async def test_routing_before_setup_runs_under_runserver_but_not_the_daphne_cli(variant, serve):
+    """runserver sets Django up first and echoes; the daphne CLI imports asgi.py first and dies."""
+    project = variant("routing-before-setup")
+    server = serve(project)
+    assert await client.echo(server.ws_url(), "hi", origin=server.http_url.rstrip("/"), quiet=True) == {
+        "message": "hi"}
+    server.stop()
+    with pytest.raises(WorkbookError, match=r"AppRegistryNotReady: Apps aren't loaded yet\."):
+        serve(project, how="daphne")
+
+
+@reproduces("origin-not-allowed")
+async def test_the_origin_validator_refuses_an_origin_outside_allowed_hosts(variant, serve):
+    """A page from http://127.0.0.1:8888 gets 403 when ALLOWED_HOSTS is ['localhost']; localhost passes."""
+    server = serve(variant("origin-not-allowed"))
+    assert await client.handshake_status(server.ws_url(), origin="http://127.0.0.1:8888", quiet=True) == 403
+    assert await client.handshake_status(server.ws_url(), origin="http://localhost:8888", quiet=True) == 101
+    server.wait_for_log(r"WebSocket REJECT /ws/chat/")
+    assert slugs(await probe(server.ws_url())) == {"origin-not-allowed"}
+
+
+@reproduces("no-origin-header")
+async def test_a_client_without_origin_is_refused_with_403(variant, serve):
+    """With the validator, no Origin means 403; the same client with an Origin gets in."""
+    server = serve(variant("no-origin-header"), how="daphne")
+    with pytest.raises(InvalidStatus, match="server rejected WebSocket connection: HTTP 403"):
+        await client.open_socket(server.ws_url(), quiet=True)
+    origin = server.http_url.rstrip("/")
+    assert await client.echo(server.ws_url(), "hi", origin=origin, quiet=True) == {"message": "hi"}
+    server.wait_for_log(r'"WSREJECT /ws/chat/"')
+    findings = await probe(server.ws_url())
+    assert slugs(findings) == {"no-origin-header"} and not any(f.problem for f in findings)
+
+
+@reproduces("never-accepts")
+async def test_a_consumer_that_never_accepts_leaves_the_client_hanging(variant, serve):
+    """The handshake gets no answer; daphne drops it after its 5 s timeout and the consumer sees 1006."""
+    server = serve(variant("never-accepts"))
+
+    async def plain_client():
+        with pytest.raises(InvalidMessage, match="did not receive a valid HTTP response"):
+            await client.open_socket(server.ws_url(), origin=server.http_url.rstrip("/"), quiet=True)
+
+    found, _ = await asyncio.gather(probe(server.ws_url()), plain_client())
+    log = server.wait_for_log(r"a client disconnected, close code 1006").string
+    assert "WebSocket DISCONNECT /ws/chat/" in log and "WebSocket CONNECT /ws/chat/" not in log
+    assert slugs(found) == {"never-accepts"}
+
+
+@reproduces("plain-text-frame")
+async def test_a_plain_text_frame_closes_the_socket_with_1011(variant, serve):
+    """What the broken page sends, plain text, makes the consumer raise: close code 1011."""
+    project = variant("plain-text-frame")
+    assert "chatSocket.send(message);" in (project / "templates" / "index.html").read_text()
+    server = serve(project)
+    async with await client.open_socket(server.ws_url(), origin=server.http_url.rstrip("/"), quiet=True) as ws:
+        await client.send_text(ws, "hello", quiet=True)
+        assert await client.wait_closed(ws, quiet=True) == 1011
+    server.wait_for_log(r"json\.decoder\.JSONDecodeError: Expecting value: line 1 column 1 \(char 0\)")
+    assert "plain-text-frame" in slugs(await probe(server.ws_url(), frames=True))
+
+
+@reproduces("missing-message-key")
+async def test_json_without_message_closes_the_socket_with_1011(variant, serve):
+    """What the broken page sends, {"text": …}, makes the consumer raise KeyError: close code 1011."""
+    project = variant("missing-message-key")
+    assert "JSON.stringify({ text: message })" in (project / "templates" / "index.html").read_text()
+    server = serve(project)
+    async with await client.open_socket(server.ws_url(), origin=server.http_url.rstrip("/"), quiet=True) as ws:
+        await client.send_json(ws, {"text": "hello"}, quiet=True)
+        assert await client.wait_closed(ws, quiet=True) == 1011
+    server.wait_for_log(r"KeyError: 'message'")
+    assert "missing-message-key" in slugs(await probe(server.ws_url(), frames=True))
+
+
+@reproduces("port-in-use")
+def test_a_second_server_on_a_busy_port_does_not_start(serve):
+    """The workbook, daphne's runserver and the daphne CLI each say the port is taken."""
+    first = serve(step5())
+    with pytest.raises(WorkbookError, match=rf"port {first.port} is busy \(.* is still running there\): stop it"):
+        serve(step5(), port=first.port)
+    netloc = f"127.0.0.1:{first.port}"
+    runserver = run_python("manage.py", "runserver", netloc, "--noreload", cwd=step5().path)
+    # Errno 98 on Linux, 48 on macOS.
+    busy = rf"Listen failure: Couldn't listen on {netloc}: \[Errno \d+\] Address already in use\."
+    assert re.search(busy, runserver.stderr), runserver.stderr
+    daphne = run_python("-m", "daphne", "-b", "127.0.0.1", "-p", str(first.port), "mychannels.asgi:application",
+                        cwd=step5().path)
+    assert daphne.returncode == 1
+    assert re.search(busy, daphne.stderr), daphne.stderr
+    result = doctor(step5().path, "--port", first.port)
+    assert result.returncode == 1 and f"[port-in-use] port {first.port} is in use by 05-js-client" in result.stdout
+
+
+async def _lobby_across(one, two) -> tuple[object, object, object]:
+    """Connect two clients to `one` and one to `two`, send from the first; return what each got (None: nothing)."""
+    origin = one.http_url.rstrip("/")
+    async with (
+        await client.open_socket(one.ws_url(), origin=origin, quiet=True) as sender,
+        await client.open_socket(one.ws_url(), origin=origin, quiet=True) as neighbour,
+        await client.open_socket(two.ws_url(), origin=origin, quiet=True) as elsewhere,
+    ):
+        await client.send_json(sender, {"message": "anyone there?"}, quiet=True)
+        got = [await client.receive(sender, quiet=True), await client.receive(neighbour, quiet=True)]
+        try:
+            # Proving an absence needs a bounded wait: the sender's own process delivered within milliseconds.
+            got.append(await client.receive(elsewhere, timeout=2, quiet=True))
+        except TimeoutError:
+            got.append(None)
+    return tuple(got)
+
+
+@reproduces("inmemory-layer-two-processes")
+async def test_the_in_memory_layer_loses_messages_between_two_processes(variant, serve):
+    """Step 6 as two processes: a group message reaches the sender's process only, and nothing says so."""
+    project = variant("inmemory-layer-two-processes")
+    sent = {"message": "anyone there?"}
+    assert await _lobby_across(serve(project), serve(project)) == (sent, sent, None)
+
+
+@pytest.mark.redis
+async def test_the_redis_layer_carries_the_message_to_the_other_process(serve):
+    """The fix, step 7 with REDIS_URL: the client on the other process gets the message too."""
+    from workbook.redis import GET_REDIS, RedisServer, binary
+
+    need(binary() is not None, "redis-server", GET_REDIS)
+    with RedisServer() as redis:
+        env = {"REDIS_URL": redis.url}
+        step7 = get_step(7)
+        sent = {"message": "anyone there?"}
+        assert await _lobby_across(serve(step7, env=env), serve(step7, env=env)) == (sent, sent, sent)
+        healthy = run_python("-m", "workbook", "doctor", str(step7.path), env=env)
+        assert healthy.returncode == 0 and "inmemory" not in healthy.stdout, healthy.stdout
+
+
+def test_the_doctor_says_when_the_redis_of_the_channel_layer_does_not_answer():
+    """Step 7 pointed at a port where no Redis listens: the doctor names redis-unreachable and exits 1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_python("-m", "workbook", "doctor", str(get_step(7).path), env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    assert result.returncode == 1
+    assert f"problem [redis-unreachable] CHANNEL_LAYERS uses Redis at 127.0.0.1:{port}" in result.stdout
+
+
+# --- the browser's view: what the learner sees in the page and the console ------------------------------
+def _chromium(playwright, *extra: str):
+    from workbook.browser import FLAGS, INSTALL_HINT, system_browser
+
+    executable = system_browser()
+    need(executable is not None, "Chromium", INSTALL_HINT)
+    return playwright.chromium.launch(executable_path=executable, headless=True, args=[*FLAGS, *extra])
+
+
+def _watch(page) -> list[str]:
+    seen: list[str] = []
+    page.on("console", lambda message: seen.append(message.text))
+    page.on("pageerror", lambda error: seen.append(str(error)))
+    return seen
+
+
+def _wait_seen(page, seen: list[str], text: str) -> None:
+    """Poll the console messages (with the one deadline) until one contains `text`."""
+    deadline = time.monotonic() + TIMEOUT
+    while not any(text in line for line in seen):
+        assert time.monotonic() < deadline, f"the browser never said {text!r}: {seen}"
+        page.wait_for_timeout(50)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("slug, sent, closed_with, console", [
+    ("plain-text-frame", "hello", 1011, None),
+    ("missing-message-key", "hello", 1011, None),
+    ("path-mismatch", None, 1006, r"WebSocket connection to 'ws://[\d.:]+/ws/chat' failed: "
+                                  r"Error during WebSocket handshake: Unexpected response code: 500"),
+    ("no-daphne-app", None, 1006, r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: "
+                                  r"Error during WebSocket handshake: Unexpected response code: 404"),
+    ("never-accepts", None, 1006, r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: "
+                                  r"Error during WebSocket handshake: net::ERR_CONNECTION_RESET"),
+])
+def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_with, console, variant, serve):
+    """The broken project's page, in Chromium, ends with the close code and console error the docs quote."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    server = serve(variant(slug))
+    with playwright_api.sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page()
+            seen = _watch(page)
+            page.goto(server.http_url)
+            if sent:
+                page.wait_for_selector('#state[data-state="open"]')
+                page.fill("#message-input", sent)
+                page.click("#send-button")
+            page.wait_for_selector('#state[data-state="closed"]')
+            assert f"socket closed with code {closed_with}" in page.locator("#log li.closed").inner_text()
+            if console:
+                _wait_seen(page, seen, "WebSocket connection to")
+        finally:
+            browser.close()
+    assert not console or any(re.fullmatch(console, text) for text in seen), seen
+
+
+def _open_over_https(playwright_api, project, wait_for: str) -> tuple[list[str], str]:
+    """Serve `project` over https as chat.test, open its page in Chromium; return (console, socket state)."""
+    from workbook.https import HttpsServer
+
+    # 127.0.0.1 and localhost count as secure to a browser, so the site gets a public-looking name.
+    rules = ["--host-resolver-rules=MAP chat.test 127.0.0.1", "--disable-features=LocalNetworkAccessChecks"]
+    server = HttpsServer(project)
+    try:
+        server.start()
+        STARTED_GROUPS.append(server.pid)
+        public, real = f"https://chat.test:{server.port}", server.http_url.rstrip("/")
+        with playwright_api.sync_playwright() as playwright:
+            browser = _chromium(playwright, *rules)
+            try:
+                page = browser.new_context(ignore_https_errors=True).new_page()
+                seen = _watch(page)
+                # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
+                page.route(f"{public}/**", lambda route: route.fulfill(
+                    response=route.fetch(url=route.request.url.replace(public, real))))
+                page.goto(public + "/")
+                if wait_for == "open":
+                    page.wait_for_selector('#state[data-state="open"]')
+                else:
+                    _wait_seen(page, seen, wait_for)
+                return seen, page.locator("#state").get_attribute("data-state")
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+
+
+@reproduces("mixed-content")
+@pytest.mark.browser
+def test_an_https_page_cannot_open_ws_but_the_fixed_page_opens_wss(variant):
+    """Over https, Chromium blocks the broken page's ws:// as mixed content; step 5's page picks wss:// and opens."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    seen, state = _open_over_https(playwright_api, variant("mixed-content"), "Failed to construct 'WebSocket'")
+    assert any(text.startswith("Mixed Content: The page at 'https://chat.test:") and "This request has been blocked; "
+               "this endpoint must be available over WSS." in text for text in seen), seen
+    assert any("Failed to construct 'WebSocket': An insecure WebSocket connection may not be initiated from a page "
+               "loaded over HTTPS." in text for text in seen), seen
+    assert state == "connecting"
+    assert _open_over_https(playwright_api, step5().path, "open")[1] == "open"
+
+
+async def test_the_probe_sees_through_a_self_signed_wss_server():
+    """`doctor wss://…` on step 5 over TLS notes the untrusted certificate, then finds it healthy."""
+    from workbook.https import HttpsServer
+
+    server = HttpsServer(step5().path)
+    try:
+        server.start()
+        STARTED_GROUPS.append(server.pid)
+        findings = await probe(server.ws_url())
+    finally:
+        server.stop()
+    assert slugs(findings) == {"tls-untrusted"} and not any(f.problem for f in findings)
+
+
+# --- the command line ------------------------------------------------------------------------------------
+def test_the_probe_of_a_port_nobody_listens_on_says_to_start_the_server():
+    """`doctor ws://…` on a dead port exits 1 and says to start the server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = doctor(f"ws://127.0.0.1:{port}/ws/chat/")
+    assert result.returncode == 1 and f"[not-listening] nothing listens on 127.0.0.1:{port}" in result.stdout
+
+
+async def test_the_probe_of_a_healthy_step_exits_0(serve):
+    """`doctor ws://…` on step 5 sees 101 with and without Origin, gets the echo back, and exits 0."""
+    server = serve(step5())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workbook", "doctor", server.ws_url(), stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+    assert "=> healthy" in out.decode()
+
+
+def test_pitfall_show_prints_the_symptom_and_the_diff():
+    """`pitfall show` prints symptom, cause, fix and the diff against the step."""
+    result = run_python("-m", "workbook", "pitfall", "show", "no-as-asgi")
+    assert result.returncode == 0
+    assert "TypeError: object ChatConsumer can't be used in 'await' expression" in result.stdout
+    assert "-    re_path(r'ws/chat/$', consumers.ChatConsumer.as_asgi())," in result.stdout
+    assert "+    re_path(r'ws/chat/$', consumers.ChatConsumer)," in result.stdout
+
+
+# --- the notebook ----------------------------------------------------------------------------------------
+NOTEBOOK = ROOT / "notebooks" / "pitfalls.ipynb"
+
+
+def test_the_pitfalls_notebook_is_committed_without_outputs():
+    """No code cell of notebooks/pitfalls.ipynb carries outputs or an execution count."""
+    import nbformat
+
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    assert not [c for c in cells if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not [c for c in cells if c.cell_type == "code" and "asyncio.run(" in c.source]
+
+
+@pytest.mark.notebook
+async def test_the_pitfalls_notebook_runs_headless_and_stops_its_servers(tmp_path):
+    """Every cell runs on a real kernel, shows each symptom and diagnosis it promises, and frees every port."""
+    pytest.importorskip("nbclient")
+    from workbook import jupyter
+    from workbook.server import port_is_free
+
+    record = tmp_path / "servers.jsonl"
+    client = jupyter.notebook_client(NOTEBOOK)
+    async with client.async_setup_kernel(env=jupyter.kernel_env(WORKBOOK_SERVER_RECORD=str(record))):
+        for index, cell in enumerate(client.nb.cells):
+            await client.async_execute_cell(cell, index)
+        servers = [__import__("json").loads(line) for line in record.read_text().splitlines()]
+        STARTED_GROUPS.extend(server["pid"] for server in servers)
+        # The notebook's last cell stopped them, while the kernel still runs.
+        assert servers and all(port_is_free(server["port"]) for server in servers)
+    text = "\n".join(
+        out.get("text", "") + out.get("data", {}).get("text/plain", "") + out.get("data", {}).get("text/markdown", "")
+        for cell in client.nb.cells for out in cell.get("outputs", [])
+    )
+    missing = [shown for shown in client.nb.metadata["workbook"]["shows"] if shown not in text]
+    assert not missing, f"the notebook never showed {missing}"
+
+
+# --- more of the doctor ------------------------------------------------------------------------------------
+async def test_a_consumer_that_closes_in_connect_is_refused_with_403_and_probed_as_such(variant, serve):
+    """close() in connect() answers HTTP 403 whatever the Origin; the probe says so, unlike a hang."""
+    project = variant("never-accepts")
+    consumers = project / "chat" / "consumers.py"
+    consumers.write_text(consumers.read_text().replace("        pprint(self.scope)\n",
+                                                       "        pprint(self.scope)\n        self.close()\n"))
+    server = serve(project)
+    assert await client.handshake_status(server.ws_url(), origin=server.http_url.rstrip("/"), quiet=True) == 403
+    assert slugs(await probe(server.ws_url())) == {"handshake-403"}
+
+
+def test_the_doctor_runs_the_project_with_the_python_it_is_given(variant):
+    """--python picks the interpreter; one without Channels makes the doctor fall back to reading the text."""
+    import shutil
+
+    bare = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    has_channels = bare and subprocess.run([bare, "-c", "import channels"], capture_output=True).returncode == 0
+    if not bare or has_channels:
+        pytest.skip("needs a python3 without Channels in /usr/bin (Debian's own python3)")
+    result = doctor(variant("no-as-asgi"), "--python", bare)
+    assert result.returncode == 1
+    assert "[project-does-not-load] the project does not load: ModuleNotFoundError: No module named" in result.stdout
+    assert "[no-as-asgi] chat/routing.py: re_path(r'ws/chat/$', consumers.ChatConsumer)," in result.stdout
+    assert result.stdout.count("problem [") == 2, result.stdout
+
+
+# --- the troubleshooting page --------------------------------------------------------------------------------
+DOC = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+
+
+def _anchors() -> set[str]:
+    return set(re.findall(r'<a id="([\w-]+)"></a>', DOC))
+
+
+@pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: p.slug)
+def test_the_troubleshooting_page_quotes_each_pitfalls_messages_verbatim(pitfall):
+    """Each pitfall has its entry, which quotes the lines the learner sees and links its overlay."""
+    assert pitfall.slug in _anchors()
+    entry = DOC.split(f'<a id="{pitfall.slug}"></a>')[1].split('<a id="')[0]
+    for line in pitfall.symptom.splitlines():
+        if not line.startswith(("(", " ")):
+            assert line in entry, line
+    assert "python -m workbook doctor" in entry and f"pitfall show {pitfall.slug}" in entry
+    if pitfall.overlay_files():
+        assert f"(../pitfalls/{pitfall.slug}/)" in entry
+
+
+def test_every_finding_the_doctor_can_name_has_an_entry_and_every_link_lands():
+    """Each slug the doctor prints links to an anchor on the page; each link on the page has its anchor."""
+    sources = "".join(path.read_text() for path in (ROOT / "workbook").glob("doctor*.py"))
+    named = set(re.findall(r'Finding\(\s*"([\w-]+)"', sources)) | {"plain-text-frame", "missing-message-key"}
+    assert named <= _anchors(), named - _anchors()
+    assert set(re.findall(r"\]\(#([\w-]+)\)", DOC)) <= _anchors()
+    for target in re.findall(r"\]\((\.\./[^)#]+)\)", DOC):
+        assert (ROOT / "docs" / target).exists(), target

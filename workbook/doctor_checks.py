@@ -1,0 +1,263 @@
+"""The doctor's rules: what a project's loaded facts, its pages' scripts and its text say is wrong."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+DOCS = "docs/troubleshooting.md"
+SKIP_DIRS = {".venv", "venv", "node_modules", "__pycache__", ".git", "staticfiles", ".tox"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    slug: str
+    problem: bool  # False: a warning, worth knowing but not an error
+    what: str
+    fix: str
+
+    def render(self) -> str:
+        kind = "problem" if self.problem else "warning"
+        return f"{kind} [{self.slug}] {self.what}\n    fix: {self.fix} ({DOCS}#{self.slug})"
+
+
+# --- the project's text ----------------------------------------------------------------------------------
+def _files(project: Path, suffixes: tuple[str, ...]):
+    for dirpath, dirnames, filenames in os.walk(project):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith(suffixes):
+                yield Path(dirpath) / name
+
+
+def page_scripts(project: Path) -> dict[str, str]:
+    """Return the JavaScript of the project's pages: <script> blocks of templates, and .js files."""
+    scripts = {}
+    for path in _files(project, (".html", ".js")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".html":
+            text = "\n".join(re.findall(r"<script\b[^>]*>(.*?)</script>", text, re.DOTALL | re.IGNORECASE))
+        if "WebSocket" in text:
+            scripts[path.relative_to(project).as_posix()] = text
+    return scripts
+
+
+def socket_facts(scripts: dict[str, str]) -> dict:
+    """Read what the pages do with their sockets: the paths they open, what they send, which schemes."""
+    facts = {"paths": set(), "plain_sends": [], "sent_keys": [], "insecure_only": []}
+    for name, js in scripts.items():
+        for arg in re.findall(r"new\s+WebSocket\s*\(([^;]*?)\)\s*;", js):
+            # The first literal path is what the routing must match; later pieces are dynamic (a room name).
+            facts["paths"] |= set(re.findall(r"['\"`](/[^'\"`$]*)['\"`]", arg)[:1])
+        for var in set(re.findall(r"(\w+)\s*=\s*new\s+WebSocket\b", js)):
+            for arg in re.findall(rf"\b{var}\.send\(\s*(.*?)\);", js):
+                if not arg.startswith("JSON.stringify"):
+                    facts["plain_sends"].append(f"{name}: {var}.send({arg})")
+                obj = re.match(r"JSON\.stringify\(\s*\{(.*)\}\s*\)$", arg)
+                if obj:
+                    facts["sent_keys"].append((name, set(re.findall(r"['\"]?(\w+)['\"]?\s*:", obj.group(1)))))
+        if re.search(r"['\"`]ws://", js) and "wss" not in js:
+            facts["insecure_only"].append(name)
+    return facts
+
+
+# --- the checks ---------------------------------------------------------------------------------------
+def load_findings(found: dict) -> list[Finding]:
+    """Name what failed when loading the project the daphne way, and whether the runserver way worked."""
+    daphne, runserver = found["daphne"]["import_error"], found.get("runserver", {}).get("import_error")
+    if not daphne:
+        return []
+    error = f"{daphne['type'].rpartition('.')[2]}: {daphne['message']}"
+    where = f" ({daphne['where']})" if daphne["where"] else ""
+    if not runserver:
+        return [Finding(
+            "routing-before-setup", True,
+            f"the daphne CLI cannot load asgi.py ({error}{where}), though runserver can: "
+            "asgi.py imports code that needs Django before get_asgi_application() has run",
+            "in asgi.py call get_asgi_application() first, then import your routing",
+        )]
+    return [Finding(
+        "project-does-not-load", True, f"the project does not load: {error}{where}",
+        "run `python manage.py check` in the project and fix what the traceback names",
+    )]
+
+
+def settings_findings(facts: dict, pages: dict) -> list[Finding]:
+    """Check INSTALLED_APPS, ASGI_APPLICATION, the system checks and the channel layer."""
+    out = []
+    settings = facts["settings"]
+    apps = settings["INSTALLED_APPS"]
+    uses_channels = "channels" in apps or "websocket" in (facts["protocols"] or []) or pages["paths"]
+    if "daphne" not in apps and uses_channels:
+        out.append(Finding(
+            "no-daphne-app", True,
+            "'daphne' is not in INSTALLED_APPS: runserver stays Django's WSGI server "
+            "(\"Starting development server\") and answers websockets with 404",
+            "add 'daphne' as the first entry of INSTALLED_APPS",
+        ))
+    if "daphne" in apps and not settings["ASGI_APPLICATION"]:
+        out.append(Finding(
+            "no-asgi-application", True, "ASGI_APPLICATION is not set: daphne's runserver cannot start",
+            "set ASGI_APPLICATION = '<project>.asgi.application' in settings.py",
+        ))
+    for check in facts["checks"]:
+        if not check["serious"]:
+            continue
+        if check["id"] == "daphne.E001":
+            out.append(Finding("daphne-after-staticfiles", True, f"system check daphne.E001: {check['msg']}",
+                               "move 'daphne' to the top of INSTALLED_APPS"))
+        else:
+            out.append(Finding("system-check", True, f"system check {check['id']}: {check['msg']}",
+                               "run `python manage.py check` and fix what it names"))
+    layers = settings["CHANNEL_LAYERS"]
+    if any(backend and backend.endswith("InMemoryChannelLayer") for backend in layers.values()):
+        out.append(Finding(
+            "inmemory-layer-two-processes", False,
+            "CHANNEL_LAYERS uses InMemoryChannelLayer: groups only reach sockets in the same server process",
+            "fine for one runserver; with two processes or more use channels_redis.core.RedisChannelLayer",
+        ))
+    for host, port in settings.get("REDIS_HOSTS", []):
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError:
+            out.append(Finding(
+                "redis-unreachable", True,
+                f"CHANNEL_LAYERS uses Redis at {host}:{port}, but nothing answers there: every group call fails",
+                "start Redis (`make redis`, or `python -m workbook redis`), or fix the address in CHANNEL_LAYERS",
+            ))
+    return out
+
+
+def routing_findings(facts: dict, pages: dict) -> list[Finding]:
+    """Check the ASGI application: websocket entry, origin validator, routes, consumers, the pages' paths."""
+    out = []
+    protocols = facts["protocols"]
+    if protocols is not None and "websocket" not in protocols:
+        out.append(Finding(
+            "no-websocket-route", bool(pages["paths"]),
+            "ProtocolTypeRouter has no 'websocket' entry: every handshake gets HTTP 500 "
+            "(\"No application configured for scope type 'websocket'\")"
+            + ("" if pages["paths"] else "; fine until this project uses websockets"),
+            "add 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns)) to ProtocolTypeRouter",
+        ))
+    if protocols is None and pages["paths"]:
+        out.append(Finding(
+            "no-websocket-route", True,
+            f"the ASGI application is a {facts.get('app_type')}, not a channels ProtocolTypeRouter: "
+            "it cannot take websockets",
+            "wrap it: application = ProtocolTypeRouter({'http': get_asgi_application(), 'websocket': …})",
+        ))
+    verdicts = facts.get("origin_verdicts")
+    if verdicts is not None:
+        refused = [origin for origin, ok in verdicts.items() if not ok]
+        if refused and facts["settings"]["DEBUG"]:
+            hosts = facts["settings"]["ALLOWED_HOSTS"]
+            out.append(Finding(
+                "origin-not-allowed", True,
+                f"AllowedHostsOriginValidator refuses pages on {', '.join(refused)} (ALLOWED_HOSTS = {hosts}): "
+                "their handshakes get HTTP 403",
+                "add the host your pages are served from to ALLOWED_HOSTS",
+            ))
+        if "*" not in facts.get("allowed_origins", []):
+            out.append(Finding(
+                "no-origin-header", False,
+                "an origin validator guards the websockets: a client that sends no Origin header gets HTTP 403",
+                "browsers send one; in a script pass an Origin from an allowed host",
+            ))
+    for route in facts["routes"]:
+        consumer = route["consumer"] or {}
+        name = consumer.get("name", "the consumer")
+        if not route["as_asgi"]:
+            out.append(Finding(
+                "no-as-asgi", True,
+                f"the route {route['pattern']!r} points at the class {name}: the handshake gets HTTP 500 "
+                "(\"can't be used in 'await' expression\")",
+                f"route to {name.rpartition('.')[2]}.as_asgi()",
+            ))
+        if consumer.get("accepts") is False:
+            out.append(Finding(
+                "never-accepts", True,
+                f"{name}.connect() never calls self.accept(): clients hang, then drop (code 1006) after 5 s",
+                "call self.accept() in connect() (or self.close() to refuse on purpose)",
+            ))
+    for path, routed in sorted(facts.get("page_paths", {}).items()):
+        if routed is False:
+            patterns = ", ".join(repr(r["pattern"]) for r in facts["routes"]) or "none"
+            out.append(Finding(
+                "path-mismatch", True,
+                f"the page opens {path} but no websocket route matches it (patterns: {patterns}): "
+                f"HTTP 500, \"No route found for path '{path.lstrip('/')}'\"",
+                "make the page's URL and websocket_urlpatterns agree",
+            ))
+    return out
+
+
+def page_findings(pages: dict, consumers: list[dict]) -> list[Finding]:
+    """Check what the pages' scripts send and which scheme they use, against what the consumers read."""
+    out = []
+    if pages["insecure_only"]:
+        out.append(Finding(
+            "mixed-content", True,
+            f"{', '.join(pages['insecure_only'])} always opens ws://: served over https, the browser blocks it",
+            "choose the scheme from the page: location.protocol === 'https:' ? 'wss://' : 'ws://'",
+        ))
+    if any(c.get("parses_json") for c in consumers):
+        for send in pages["plain_sends"]:
+            out.append(Finding(
+                "plain-text-frame", True,
+                f"{send} sends plain text but the consumer parses JSON: it raises and the socket closes with 1011",
+                "send JSON.stringify({message: …})",
+            ))
+    wanted = {key for c in consumers for key in c.get("reads_keys", [])}
+    for name, keys in pages["sent_keys"]:
+        if wanted and not wanted & keys:
+            out.append(Finding(
+                "missing-message-key", True,
+                f"{name} sends {sorted(keys)} but the consumer reads {sorted(wanted)}: KeyError, socket closed 1011",
+                f"send the key the consumer reads, e.g. JSON.stringify({{{sorted(wanted)[0]}: …}})",
+            ))
+    return out
+
+
+def text_findings(project: Path, module: str) -> list[Finding]:
+    """Check settings.py and asgi.py as text, for a project that does not load."""
+    out = []
+    package = project / module.rpartition(".")[0].replace(".", "/")
+    settings_file = project / (module.replace(".", "/") + ".py")
+    try:
+        tree = ast.parse(settings_file.read_text(encoding="utf-8"))
+        apps = next(
+            ast.literal_eval(node.value) for node in tree.body
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "INSTALLED_APPS" for t in node.targets)
+        )
+    except (OSError, SyntaxError, ValueError, StopIteration):
+        apps = None
+    if apps is not None and "daphne" not in apps:
+        out.append(Finding("no-daphne-app", True, "INSTALLED_APPS has no 'daphne' (read from settings.py)",
+                           "add 'daphne' as the first entry of INSTALLED_APPS"))
+    elif apps and "django.contrib.staticfiles" in apps and apps.index("daphne") > apps.index(
+            "django.contrib.staticfiles"):
+        out.append(Finding("daphne-after-staticfiles", True, "'daphne' comes after staticfiles (from the text)",
+                           "move 'daphne' to the top of INSTALLED_APPS"))
+    asgi = package / "asgi.py"
+    text = asgi.read_text(encoding="utf-8") if asgi.exists() else ""
+    routing_at = re.search(r"^from (?!channels\.)[\w.]*routing import", text, re.MULTILINE)
+    setup_at = re.search(r"get_asgi_application\(\)", text)
+    if routing_at and setup_at and routing_at.start() < setup_at.start():
+        out.append(Finding("routing-before-setup", True, "asgi.py imports routing before get_asgi_application()",
+                           "call get_asgi_application() first, then import your routing"))
+    if text and "ProtocolTypeRouter" in text and not re.search(r"['\"]websocket['\"]\s*:", text):
+        out.append(Finding("no-websocket-route", True, "asgi.py's ProtocolTypeRouter has no 'websocket' key",
+                           "add 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns))"))
+    for routing in _files(project, ("routing.py",)):
+        for line in routing.read_text(encoding="utf-8").splitlines():
+            if re.search(r"(re_)?path\(.*\b\w*Consumer\s*\)", line) and ".as_asgi(" not in line:
+                out.append(Finding("no-as-asgi", True, f"{routing.relative_to(project)}: {line.strip()}",
+                                   "route to YourConsumer.as_asgi()"))
+    return out
+
+

@@ -1,0 +1,165 @@
+"""The pitfall lab: broken variants of a step, kept in pitfalls/ as overlays and materialised on demand.
+
+`pitfalls/pitfalls.toml` lists each pitfall (step, symptom, cause, fix); `pitfalls/<slug>/` holds only the
+files that differ from that step. `materialise(pitfall)` copies the step and lays the overlay on top.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .errors import WorkbookError
+from .registry import ROOT, Step, get_step, project_files
+
+PITFALLS_DIR = ROOT / "pitfalls"
+REGISTRY = PITFALLS_DIR / "pitfalls.toml"
+TROUBLESHOOTING = "docs/troubleshooting.md"
+
+
+@dataclass(frozen=True)
+class Pitfall:
+    slug: str
+    step: int
+    title: str
+    symptom: str
+    seen_in: str
+    cause: str
+    fix: str
+    server: str = "runserver"
+    trigger: str = ""
+
+    @property
+    def base(self) -> Step:
+        return get_step(self.step)
+
+    @property
+    def overlay(self) -> Path:
+        return PITFALLS_DIR / self.slug
+
+    @property
+    def anchor(self) -> str:
+        """The link to this pitfall's entry on the troubleshooting page."""
+        return f"{TROUBLESHOOTING}#{self.slug}"
+
+    def overlay_files(self) -> list[str]:
+        """List the files this pitfall changes in its step (none when only the way it is run is wrong)."""
+        return project_files(self.overlay) if self.overlay.is_dir() else []
+
+
+def load_pitfalls(registry: Path = REGISTRY) -> list[Pitfall]:
+    """Read every pitfall from the registry, in order."""
+    with open(registry, "rb") as f:
+        entries = tomllib.load(f)["pitfall"]
+    return [Pitfall(**entry) for entry in entries]
+
+
+def get_pitfall(slug: str) -> Pitfall:
+    """Return the pitfall called `slug`, or say which exist."""
+    pitfalls = load_pitfalls()
+    for pitfall in pitfalls:
+        if pitfall.slug == slug:
+            return pitfall
+    names = ", ".join(p.slug for p in pitfalls)
+    raise WorkbookError(f"there is no pitfall {slug!r}: choose one of {names}")
+
+
+def materialise(pitfall: Pitfall | str, parent: Path | None = None) -> Path:
+    """Copy the pitfall's step into a new directory, lay its overlay on top, and return the project path."""
+    pitfall = get_pitfall(pitfall) if isinstance(pitfall, str) else pitfall
+    parent = Path(parent) if parent else Path(tempfile.mkdtemp(prefix="workbook-pitfall-"))
+    project = parent / pitfall.slug
+    if project.exists():
+        raise WorkbookError(f"{project} already exists: remove it or choose another directory")
+    for name in project_files(pitfall.base.path):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pitfall.base.path / name, project / name)
+    for name in pitfall.overlay_files():
+        if not (pitfall.base.path / name).exists():
+            raise WorkbookError(f"pitfall {pitfall.slug} overlays {name}, which step {pitfall.step} does not have")
+        shutil.copyfile(pitfall.overlay / name, project / name)
+    return project
+
+
+# --- the command --------------------------------------------------------------------------------------
+def describe(pitfall: Pitfall) -> str:
+    """Render a pitfall as the learner should read it: symptom, cause, fix, and how to see it."""
+    indented = "\n".join("    " + line for line in pitfall.symptom.splitlines())
+    return (
+        f"{pitfall.slug} · {pitfall.title} (step {pitfall.step}, {pitfall.server})\n"
+        f"  do: {pitfall.trigger}\n  you see ({pitfall.seen_in}):\n{indented}\n"
+        f"  cause: {pitfall.cause}\n  fix: {pitfall.fix}\n  more: {pitfall.anchor}"
+    )
+
+
+def cmd_pitfall(args) -> int:
+    if args.action == "list" or not args.slug:
+        for pitfall in load_pitfalls():
+            print(f"{pitfall.slug:<30} step {pitfall.step}  {pitfall.title}")
+        print("\nShow one with `python -m workbook pitfall show SLUG`, run it with `pitfall run SLUG`.")
+        return 0
+    pitfall = get_pitfall(args.slug)
+    if args.action == "show":
+        from .diffs import unified
+
+        print(describe(pitfall))
+        project = materialise(pitfall)
+        try:
+            print(unified(pitfall.base.path, project) or "  (no file changes: only the way it is run differs)")
+        finally:
+            shutil.rmtree(project.parent, ignore_errors=True)
+        return 0
+    if args.action == "make":
+        print(materialise(pitfall, Path(args.dir) if args.dir else None))
+        return 0
+    import threading
+
+    from .cli import _follow
+    from .server import Server
+
+    project = materialise(pitfall)
+    print(describe(pitfall) + f"\n\nworkbook: serving the broken variant from {project} (Ctrl-C stops it)\n")
+    label = f"pitfall-{pitfall.slug}"
+    if pitfall.server == "daphne-https":
+        from .https import HttpsServer
+
+        server = HttpsServer(project, port=args.port, label=label)
+    else:
+        server = Server(project, how=pitfall.server, port=args.port, label=label)
+    # A plain `kill` ends the run as cleanly as Ctrl-C: the temp copy goes too.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(server.log_path, stop), daemon=True)
+    follower.start()
+    try:
+        server.start()
+        print(f"workbook: {server.http_url} (websocket: {server.ws_url()})", flush=True)
+        while server.running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        stop.set()
+        follower.join()
+        shutil.rmtree(project.parent, ignore_errors=True)
+    return 0
+
+
+def add_commands(sub) -> None:
+    pitfall = sub.add_parser("pitfall", help="the pitfall lab: list, show, make or run a broken variant")
+    pitfall.add_argument("action", choices=["list", "show", "make", "run"], nargs="?", default="list")
+    pitfall.add_argument("slug", nargs="?", help="which pitfall (`pitfall list` names them)")
+    pitfall.add_argument("dir", nargs="?", help="with make: where to write it (default: a new temp directory)")
+    pitfall.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    pitfall.set_defaults(func=cmd_pitfall)
