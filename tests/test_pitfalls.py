@@ -53,21 +53,80 @@ def step5():
     return get_step(5)
 
 
-# --- the registry and its overlays ----------------------------------------------------------------------
+# --- the registry and its patches -----------------------------------------------------------------------
 def test_every_pitfall_has_a_real_reproduction():
     """Each pitfall in pitfalls.toml is reproduced by a test in this module."""
     assert {p.slug for p in PITFALLS} == set(REPRODUCED)
 
 
+def test_pitfalls_holds_the_registry_and_one_patch_per_broken_variant_only():
+    """pitfalls/ has pitfalls.toml and <slug>.patch files of known pitfalls: no whole-file copies, no strays."""
+    present = {path.name for path in (ROOT / "pitfalls").iterdir() if path.name != "__pycache__"}
+    patched = {p.patch.name for p in PITFALLS if p.patch.exists()}
+    assert present == {"pitfalls.toml"} | patched
+    assert len(patched) >= 12
+
+
 @pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: p.slug)
-def test_each_overlay_changes_a_few_lines_of_its_step(pitfall, variant):
-    """An overlay holds only files its step has, each a small edit; everything else is the step, byte for byte."""
+def test_each_patch_applies_cleanly_and_changes_only_its_files(pitfall, variant):
+    """The variant differs from its step in exactly the files its patch names; the rest is byte-identical."""
     project = variant(pitfall.slug)
     assert changed_files(pitfall.base, project) == pitfall.overlay_files()
-    for file_diff in diff(pitfall.base, project):
-        edits = [line for line in file_diff.lines[2:] if line[:1] in "+-"]
-        assert file_diff.status == "changed" and len(edits) <= 25, file_diff.path
+    assert all(file_diff.status == "changed" for file_diff in diff(pitfall.base, project))
     assert pitfall.symptom and pitfall.cause and pitfall.fix and pitfall.trigger
+
+
+@pytest.mark.parametrize("pitfall", [p for p in PITFALLS if p.patch.exists()], ids=lambda p: p.slug)
+def test_each_patch_is_a_small_unified_diff_against_its_step(pitfall):
+    """A patch names files as a/ and b/ paths, keeps 1-3 lines of context, and adds plus removes at most 12 lines."""
+    text = pitfall.patch.read_text(encoding="utf-8")
+    headers = re.findall(r"^--- a/(\S+)\n\+\+\+ b/(\S+)$", text, flags=re.M)
+    assert headers and all(old == new for old, new in headers) and len(headers) == len(pitfall.overlay_files())
+    body = [line for line in text.splitlines() if not line.startswith(("--- a/", "+++ b/"))]
+    assert len([line for line in body if line[:1] in "+-"]) <= 12
+    for hunk in re.split(r"^@@ .*@@$", "\n".join(body), flags=re.M)[1:]:
+        kinds = "".join(line[:1] or " " for line in hunk.strip("\n").splitlines())
+        lead, trail = len(kinds) - len(kinds.lstrip(" ")), len(kinds) - len(kinds.rstrip(" "))
+        assert 1 <= min(lead, trail) and max(lead, trail) <= 3, hunk
+
+
+def test_a_patch_whose_context_no_longer_matches_its_step_is_refused_in_one_line(tmp_path, monkeypatch):
+    """When the step drifts from a patch, materialise names pitfall, file and hunk in one line and writes nothing."""
+    import workbook.pitfalls as pitfalls
+
+    drifted = tmp_path / "pitfalls"
+    drifted.mkdir()
+    text = (ROOT / "pitfalls" / "no-as-asgi.patch").read_text(encoding="utf-8")
+    (drifted / "no-as-asgi.patch").write_text(text.replace(" from . import consumers\n", " from . import views\n"))
+    monkeypatch.setattr(pitfalls, "PITFALLS_DIR", drifted)
+    with pytest.raises(WorkbookError) as refused:
+        materialise("no-as-asgi", tmp_path / "out")
+    assert str(refused.value).splitlines() == [
+        "pitfall no-as-asgi: chat/routing.py of steps/05-js-client: hunk 1 (@@ -3,5 +3,5 @@) no longer matches "
+        "(line 3 reads 'from . import consumers', the patch expects 'from . import views'): "
+        f"update {drifted / 'no-as-asgi.patch'} to match the step"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hunk_applies_where_its_context_moved_and_keeps_windows_line_endings():
+    """Lines added above a hunk only shift it; a CRLF checkout stays CRLF."""
+    from workbook import patches
+
+    routing = (step5().path / "chat" / "routing.py").read_text(encoding="utf-8")
+    hunks = patches.parse((ROOT / "pitfalls" / "no-as-asgi.patch").read_text(encoding="utf-8"), "no-as-asgi.patch")
+    moved = ("# moved down two lines\n\n" + routing).replace("\n", "\r\n")
+    expected = moved.replace("ChatConsumer.as_asgi())", "ChatConsumer)")
+    assert patches.apply(moved, hunks["chat/routing.py"], "routing.py", "update it") == expected
+
+
+def test_a_malformed_patch_is_refused_with_the_line_that_is_wrong():
+    """A hunk with a line too many for its header gets one line naming the patch and the line."""
+    from workbook import patches
+
+    broken = "--- a/x.py\n+++ b/x.py\n@@ -1,1 +1,1 @@\n-old\n+new\n+one too many\n"
+    with pytest.raises(WorkbookError, match=r"^x\.patch: line 6 is not part of a unified diff \('\+one too many'\)$"):
+        patches.parse(broken, "x.patch")
 
 
 # --- the doctor on project directories ------------------------------------------------------------------
@@ -456,9 +515,11 @@ async def test_the_probe_of_a_healthy_step_exits_0(serve):
 
 
 def test_pitfall_show_prints_the_symptom_and_the_diff():
-    """`pitfall show` prints symptom, cause, fix and the diff against the step."""
+    """`pitfall show` prints symptom, cause, fix and the pitfall's patch against the step."""
     result = run_python("-m", "workbook", "pitfall", "show", "no-as-asgi")
     assert result.returncode == 0
+    assert (ROOT / "pitfalls" / "no-as-asgi.patch").read_text(encoding="utf-8") in result.stdout
+    assert "pitfalls/no-as-asgi.patch, against steps/05-js-client/:\n--- a/chat/routing.py\n" in result.stdout
     assert "TypeError: object ChatConsumer can't be used in 'await' expression" in result.stdout
     assert "-    re_path(r'ws/chat/$', consumers.ChatConsumer.as_asgi())," in result.stdout
     assert "+    re_path(r'ws/chat/$', consumers.ChatConsumer)," in result.stdout
@@ -538,7 +599,7 @@ def _anchors() -> set[str]:
 
 @pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: p.slug)
 def test_the_troubleshooting_page_quotes_each_pitfalls_messages_verbatim(pitfall):
-    """Each pitfall has its entry, which quotes the lines the learner sees and links its overlay."""
+    """Each pitfall has its entry, which quotes the lines the learner sees and links its patch."""
     assert pitfall.slug in _anchors()
     entry = DOC.split(f'<a id="{pitfall.slug}"></a>')[1].split('<a id="')[0]
     for line in pitfall.symptom.splitlines():
@@ -546,7 +607,7 @@ def test_the_troubleshooting_page_quotes_each_pitfalls_messages_verbatim(pitfall
             assert line in entry, line
     assert "python -m workbook doctor" in entry and f"pitfall show {pitfall.slug}" in entry
     if pitfall.overlay_files():
-        assert f"(../pitfalls/{pitfall.slug}/)" in entry
+        assert f"(../pitfalls/{pitfall.slug}.patch)" in entry
 
 
 def test_every_finding_the_doctor_can_name_has_an_entry_and_every_link_lands():

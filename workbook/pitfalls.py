@@ -1,7 +1,8 @@
-"""The pitfall lab: broken variants of a step, kept in pitfalls/ as overlays and materialised on demand.
+"""The pitfall lab: broken variants of a step, kept in pitfalls/ as patches and materialised on demand.
 
-`pitfalls/pitfalls.toml` lists each pitfall (step, symptom, cause, fix); `pitfalls/<slug>/` holds only the
-files that differ from that step. `materialise(pitfall)` copies the step and lays the overlay on top.
+`pitfalls/pitfalls.toml` lists each pitfall (step, symptom, cause, fix); `pitfalls/<slug>.patch` is the mistake
+as a unified diff against that step. `materialise(pitfall)` copies the step and applies the patch, and refuses
+when the step has drifted from the patch's context.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from . import patches
 from .errors import WorkbookError
 from .registry import ROOT, Step, get_step, project_files
 
@@ -44,17 +47,39 @@ class Pitfall:
         return get_step(self.step)
 
     @property
-    def overlay(self) -> Path:
-        return PITFALLS_DIR / self.slug
+    def patch(self) -> Path:
+        return PITFALLS_DIR / f"{self.slug}.patch"
 
     @property
     def anchor(self) -> str:
         """The link to this pitfall's entry on the troubleshooting page."""
         return f"{TROUBLESHOOTING}#{self.slug}"
 
+    def hunks(self) -> dict[str, list[patches.Hunk]]:
+        """Read the patch: its hunks by file (none when only the way the step is run is wrong)."""
+        if not self.patch.is_file():
+            return {}
+        return patches.parse(self.patch.read_text(encoding="utf-8"), _shown(self.patch))
+
     def overlay_files(self) -> list[str]:
         """List the files this pitfall changes in its step (none when only the way it is run is wrong)."""
-        return project_files(self.overlay) if self.overlay.is_dir() else []
+        return sorted(self.hunks())
+
+    def patched(self) -> dict[str, bytes]:
+        """Return each file the patch changes as the broken variant has it; refuse if the step has drifted."""
+        step_files, remedy = set(project_files(self.base.path)), f"update {_shown(self.patch)} to match the step"
+        changed = {}
+        for name, hunks in self.hunks().items():
+            if name not in step_files:
+                raise WorkbookError(f"pitfall {self.slug} patches {name}, which step {self.step} lacks: {remedy}")
+            where = f"pitfall {self.slug}: {name} of steps/{self.base.id}"
+            text = (self.base.path / name).read_bytes().decode("utf-8")
+            changed[name] = patches.apply(text, hunks, where, remedy).encode("utf-8")
+        return changed
+
+
+def _shown(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 def load_pitfalls(registry: Path = REGISTRY) -> list[Pitfall]:
@@ -75,8 +100,9 @@ def get_pitfall(slug: str) -> Pitfall:
 
 
 def materialise(pitfall: Pitfall | str, parent: Path | None = None) -> Path:
-    """Copy the pitfall's step into a new directory, lay its overlay on top, and return the project path."""
+    """Copy the pitfall's step into a new directory, apply its patch, and return the project path."""
     pitfall = get_pitfall(pitfall) if isinstance(pitfall, str) else pitfall
+    changed = pitfall.patched()  # before anything is written: a drifted patch leaves no half-made copy
     parent = Path(parent) if parent else Path(tempfile.mkdtemp(prefix="workbook-pitfall-"))
     project = parent / pitfall.slug
     if project.exists():
@@ -84,10 +110,8 @@ def materialise(pitfall: Pitfall | str, parent: Path | None = None) -> Path:
     for name in project_files(pitfall.base.path):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pitfall.base.path / name, project / name)
-    for name in pitfall.overlay_files():
-        if not (pitfall.base.path / name).exists():
-            raise WorkbookError(f"pitfall {pitfall.slug} overlays {name}, which step {pitfall.step} does not have")
-        shutil.copyfile(pitfall.overlay / name, project / name)
+    for name, content in changed.items():
+        (project / name).write_bytes(content)
     return project
 
 
@@ -102,6 +126,12 @@ def describe(pitfall: Pitfall) -> str:
     )
 
 
+def _colour(patch: str) -> str:
+    colours = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
+    return "".join(f"{colours[line[0]]}{line.rstrip()}\033[0m\n" if line[:1] in colours else line
+                   for line in patches.lines_of(patch))
+
+
 def cmd_pitfall(args) -> int:
     if args.action == "list" or not args.slug:
         for pitfall in load_pitfalls():
@@ -110,14 +140,14 @@ def cmd_pitfall(args) -> int:
         return 0
     pitfall = get_pitfall(args.slug)
     if args.action == "show":
-        from .diffs import unified
-
+        pitfall.patched()  # the patch is shown only while it still applies to its step
         print(describe(pitfall))
-        project = materialise(pitfall)
-        try:
-            print(unified(pitfall.base.path, project) or "  (no file changes: only the way it is run differs)")
-        finally:
-            shutil.rmtree(project.parent, ignore_errors=True)
+        if pitfall.patch.is_file():
+            text = pitfall.patch.read_text(encoding="utf-8")
+            print(f"\n{_shown(pitfall.patch)}, against steps/{pitfall.base.id}/:")
+            print(_colour(text) if sys.stdout.isatty() else text, end="")
+        else:
+            print("  (no file changes: only the way it is run differs)")
         return 0
     if args.action == "make":
         print(materialise(pitfall, Path(args.dir) if args.dir else None))
