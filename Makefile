@@ -84,7 +84,7 @@ test-browser: $(DEV) ## run only the browser tests (needs Chromium)
 
 .PHONY: bench
 bench: $(DEV) ## measure final/: 1000-client surge, echo rate, memory (writes docs/benchmarks.md)
-	@$(VPY) -m workbook bench load --write $(BENCH_ARGS)
+	@$(VPY) -m workbook bench load --write --before $(BENCH_ARGS)
 
 .PHONY: redis
 REDIS_PORT ?= 6379

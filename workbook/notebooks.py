@@ -1,0 +1,282 @@
+"""What the notebooks call: start a step's server, show its diff and output, compare scopes, show the page.
+
+A notebook starts with `from workbook import notebooks as nb`. Servers it starts listen on a free port,
+are stopped when the kernel exits (atexit), and when the kernel is killed (the guard in workbook/guard.py).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import json
+import os
+import re
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from textwrap import dedent
+
+from .errors import WorkbookError
+from .logs import fold_scopes, fold_tracebacks
+from .registry import Step, get_step, previous
+from .server import TIMEOUT, Server, port_is_free
+from .venv import venv_python
+
+DEV_COMMANDS = {"lab", "notebook", "notebooks-html"}
+# Set by headless runs (tests, bench, `notebooks-html`): no browser will look at an IFrame there.
+HEADLESS = os.environ.get("WORKBOOK_HEADLESS", "") not in ("", "0")
+# When set, every server a notebook starts is appended here as a JSON line (the tests read it).
+RECORD = os.environ.get("WORKBOOK_SERVER_RECORD")
+
+_running: list[tuple[int, Server]] = []  # (step number, server) for each server this kernel started
+_shown: dict[Path, int] = {}  # log file -> how much of it output() has printed
+_scope_shown: set[Path] = set()  # log files whose first printed scope output() has shown in full
+
+
+def check_kernel() -> None:
+    """Refuse, with what to do, a kernel whose Python lacks the workbook's packages."""
+    missing = [name for name in ("websockets", "django", "channels") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise WorkbookError(
+            f"this kernel runs {sys.executable}, which lacks {', '.join(missing)}: choose the project's "
+            f"virtualenv ({venv_python()}) as the kernel, or open the notebooks with `make lab`"
+        )
+
+
+def _step(step: Step | int | str) -> Step:
+    return step if isinstance(step, Step) else get_step(step)
+
+
+# --- servers -----------------------------------------------------------------
+def start(
+    step: Step | int | str,
+    how: str = "runserver",
+    show_output: bool = False,
+    replace: bool = True,
+    env: dict[str, str] | None = None,
+) -> Server:
+    """Start a step's server on a free port and return it once it answers.
+
+    Running the cell again replaces the step's server; `replace=False` starts one more beside it.
+    Its start-up banner counts as seen by `output()`, unless `show_output` prints it right away.
+    `env` adds environment variables for the server (e.g. REDIS_URL).
+    """
+    step = _step(step)
+    if replace:
+        for number, old in list(_running):
+            if number == step.number:
+                stop(old, quiet=True)
+    for attempt in range(3):
+        server = Server(step, how=how, env=env)
+        try:
+            server.start()
+            break
+        except WorkbookError:
+            # Another process took the free port between our check and the server's bind: pick again.
+            if attempt == 2 or port_is_free(server.port, server.host):
+                raise
+    _running.append((step.number, server))
+    _shown[server.log_path] = 0 if show_output else len(_settled(server))
+    if RECORD:
+        with open(RECORD, "a", encoding="utf-8") as record:
+            entry = {"kernel": os.getpid(), "step": step.id, "port": server.port, "pid": server.pid}
+            record.write(json.dumps(entry) + "\n")
+    print(f"{step.label} is up on {server.http_url} ({how}); it stops with this notebook's kernel.")
+    if show_output:
+        output(server)
+    return server
+
+
+def stop(server: Server | None = None, quiet: bool = False) -> None:
+    """Stop one server, or every server this kernel started, and check its port is free again."""
+    for one in [server] if server is not None else [running for _, running in _running]:
+        one.stop()
+        _running[:] = [(number, running) for number, running in _running if running is not one]
+        if not quiet:
+            state = "free again" if port_is_free(one.port, one.host) else "STILL BUSY: run `make stop`"
+            print(f"stopped the server of {one.label}: port {one.port} is {state}.")
+
+
+atexit.register(stop, quiet=True)
+
+
+# --- what the server printed ---------------------------------------------------
+def _settled(server: Server, quiet_for: float = 0.1) -> str:
+    """Return the server's output once it has stopped growing for a moment (or the deadline passed)."""
+    deadline = time.monotonic() + TIMEOUT
+    text = server.log_text()
+    calm_since = time.monotonic()
+    while time.monotonic() - calm_since < quiet_for and time.monotonic() < deadline:
+        time.sleep(0.03)
+        latest = server.log_text()
+        if latest != text:
+            text, calm_since = latest, time.monotonic()
+    return text
+
+
+def output(server: Server, full: bool = False) -> None:
+    """Print what the server printed since the last call, shortened unless `full`.
+
+    Tracebacks keep only the step's own frames; a scope printed again after the first is folded to one line.
+    """
+    text = _settled(server)
+    new = text[_shown.get(server.log_path, 0):]
+    _shown[server.log_path] = len(text)
+    shown = new
+    if not full:
+        shown, seen = fold_scopes(fold_tracebacks(new, server.project), server.log_path in _scope_shown)
+        if seen:
+            _scope_shown.add(server.log_path)
+    print(shown.rstrip("\n") if shown.strip() else "(the server printed nothing new)")
+
+
+def drive(step: Step | int | str, messages: list[str] = (), path: str = "/ws/chat/") -> dict:
+    """Run a step's consumer under channels' test client in a fresh interpreter (no server); print a transcript."""
+    from itertools import zip_longest
+
+    from .inprocess import drive as run
+
+    report = run(_step(step), list(messages), path)
+    print("--- connected: the consumer accepted" if report["connected"] else "--- the consumer did not accept")
+    for sent, received in zip_longest(messages, report["replies"]):
+        if sent is not None:
+            print(">>> sent", sent)
+        if received is not None:
+            print("<<< received", received)
+    if report["error"]:
+        print("--- the consumer raised", report["error"])
+    print("--- what the consumer printed:\n" + (report["printed"].rstrip() or "(nothing)"))
+    return report
+
+
+def printed_scope(server: Server) -> str:
+    """Wait until the server has printed a scope (pprint-ed by its consumer); return the last one."""
+    from .scopes import SCOPE, last_scope
+
+    server.wait_for_log(SCOPE.pattern)
+    return last_scope(server.log_text())
+
+
+def inprocess_scope(step: Step | int | str) -> str:
+    """Connect to a step's consumer with channels' test client, in a fresh interpreter; return the scope it printed."""
+    from .inprocess import drive
+    from .scopes import last_scope
+
+    step = _step(step)
+    scope = last_scope(drive(step, [])["printed"])
+    if scope is None:
+        raise WorkbookError(f"{step.label}'s consumer printed no scope: it pprints self.scope from step 3 on")
+    return scope
+
+
+def compare_scopes(before: str, after: str, before_label: str = "before", after_label: str = "after"):
+    """Put two printed scopes side by side, one row per key, the keys only `after` has highlighted."""
+    from .scopes import compare
+
+    return compare(before, after, before_label, after_label)
+
+
+# --- code and pages ------------------------------------------------------------
+def diff(step: Step | int | str):
+    """Return the step's changes since the previous step, as HTML Jupyter renders (read from steps/)."""
+    from .diffs import as_html
+
+    step = _step(step)
+    return as_html(previous(step), step)
+
+
+class Source(str):
+    """Source code that Jupyter shows highlighted, with inline styles so HTML copies keep them."""
+
+    language = "text"
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import get_lexer_by_name
+
+        mono = "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px"
+        return highlight(str(self), get_lexer_by_name(self.language), HtmlFormatter(noclasses=True, prestyles=mono))
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def source(step: Step | int | str, path: str, between: tuple[str, str] | None = None, language: str | None = None):
+    """Return a file of a step (or the part between two marker lines), highlighted."""
+    text = (_step(step).path / path).read_text(encoding="utf-8")
+    if between:
+        start, end = between
+        match = re.search(re.escape(start) + r"\n(.*?)\n[ \t]*" + re.escape(end), text, re.DOTALL)
+        if not match:
+            raise WorkbookError(f"{path} has no {start} … {end} block")
+        text = dedent(match.group(1))
+    suffixes = {".py": "python", ".html": "html", ".js": "javascript", ".toml": "toml"}
+    code = Source(text)
+    in_script = bool(between) and between[0].startswith("<script")
+    code.language = language or ("javascript" if in_script else suffixes.get(Path(path).suffix, "text"))
+    return code
+
+
+def fetch(url: str) -> str:
+    """GET a URL, print its status and page title, and return the body."""
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        body = response.read().decode("utf-8", errors="replace")
+        title = re.search(r"<title>(.*?)</title>", body, re.DOTALL)
+        print(f"GET {url} -> {response.status} {response.reason}, title: {title.group(1) if title else '(none)'}")
+    return body
+
+
+def contents():
+    """Return the table of stages from the registry, each linked to its notebook."""
+    from IPython.display import Markdown
+
+    from .registry import load_steps
+
+    rows = ["| Stage | The one idea | Notebook |", "|---|---|---|"]
+    for step in load_steps():
+        name = step.notebook.name
+        link = f"[{name}]({name})" if step.notebook.exists() else "(not written yet)"
+        rows.append(f"| {step.number:02d} · {step.title} | {step.goal} | {link} |")
+    return Markdown("\n".join(rows))
+
+
+def page(server: Server, height: int = 420):
+    """Return the live page in an IFrame; in a headless run, a note saying where it was."""
+    from IPython.display import IFrame, Markdown
+
+    if HEADLESS:
+        fetch(server.http_url)
+        return Markdown(f"The live page was served at `{server.http_url}`: run this notebook yourself to see it here.")
+    return IFrame(server.http_url, width="100%", height=height)
+
+
+# --- command line ----------------------------------------------------------------
+def add_commands(sub) -> None:
+    """Add `lab`, `notebook N` and `notebooks-html` to the command line (Jupyter is imported only when run)."""
+    from .registry import ROOT
+
+    def lazily(name: str):
+        def run(args) -> int:
+            from . import jupyter
+
+            return getattr(jupyter, name)(args)
+
+        return run
+
+    port = int(os.environ.get("JUPYTER_PORT") or 8888)
+    lab = sub.add_parser("lab", help="open JupyterLab on notebooks/, with the project's .venv as kernel")
+    notebook = sub.add_parser("notebook", help="open a stage's notebook in JupyterLab: `notebook 3`")
+    notebook.add_argument("step", nargs="?", help="step number, e.g. 3 (the start-here notebook when left out)")
+    for command, func in ((lab, "cmd_lab"), (notebook, "cmd_notebook")):
+        command.add_argument("--port", type=int, default=port, help="JupyterLab's port (default 8888)")
+        command.add_argument("--no-browser", action="store_true", help="print the URL instead of opening it")
+        command.set_defaults(func=lazily(func))
+    html = sub.add_parser("notebooks-html", help="execute every notebook and write HTML copies for offline reading")
+    html.add_argument("--out", default=str(ROOT / "build" / "notebooks"), help="where (default build/notebooks/)")
+    html.set_defaults(func=lazily("cmd_html"))
+
+
+if "ipykernel" in sys.modules:
+    check_kernel()
