@@ -1,0 +1,490 @@
+"""Measure final/ under load: a 1000-client surge into rooms, echo rate against raw websockets, idle memory.
+
+Run it with `make bench` or `python -m workbook bench` (add --write to refresh docs/benchmarks.md).
+Everything listens on 127.0.0.1 and every loop is bounded by a count or a deadline. Linux only: the memory
+figures read /proc, and the open-files limit is raised with `resource`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workbook.redis import GET_REDIS, RedisServer, binary  # noqa: E402
+from workbook.server import Server, free_port  # noqa: E402
+
+FINAL = ROOT / "final"
+DOC = ROOT / "docs" / "benchmarks.md"
+DEADLINE = float(os.environ.get("BENCH_DEADLINE", "300"))
+PACKAGES = ("Django", "channels", "daphne", "uvicorn", "websockets", "channels-redis", "redis", "twisted")
+
+
+# --- processes ------------------------------------------------------------------
+
+
+def raise_open_files(wanted: int) -> int:
+    """Lift the soft open-files limit towards `wanted` (bounded by the hard limit); return the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def group_rss_kib(pgid: int) -> int:
+    """Sum the resident memory of every process in process group `pgid`, in KiB."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            # Fields after the command name (which may hold spaces): state ppid pgrp …
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+@contextmanager
+def background(cmd: list[str], port: int, what: str, log: Path):
+    """Run `cmd` in its own process group until the block ends; its output goes to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    guarded = [sys.executable, "-m", "workbook.guard", str(os.getpid()), "--", *cmd]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(guarded, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env=env)
+    try:
+        wait_listening(port, process, what)
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+
+@contextmanager
+def final_server(how: str, env: dict | None = None, project: Path = FINAL):
+    server = Server(project, how=how, env=env, label=f"bench-final-{how}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- clients --------------------------------------------------------------------
+
+
+def origin_of(url: str) -> str:
+    return "http://" + url.split("://", 1)[1].split("/", 1)[0]
+
+
+async def open_client(url: str):
+    return await connect(url, origin=origin_of(url), open_timeout=DEADLINE, max_size=2**20)
+
+
+@dataclass
+class RoomLoad:
+    clients: int
+    messages: int
+    room_size: int
+    connected: int = 0
+    refused: dict = field(default_factory=dict)
+    expected: int = 0
+    received: int = 0
+    errors: list = field(default_factory=list)
+    connect_seconds: float = 0.0
+    send_seconds: float = 0.0
+    # Seconds from sending a message to seeing it come back, for every message of every client.
+    round_trips: list = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.received
+
+
+async def _connect_all(urls: list[str], report: RoomLoad) -> list:
+    async def one(url):
+        try:
+            return await open_client(url)
+        except InvalidStatus as refused:
+            status = refused.response.status_code
+            report.refused[status] = report.refused.get(status, 0) + 1
+        except (OSError, asyncio.TimeoutError) as exc:
+            report.errors.append(f"connect: {type(exc).__name__}: {exc}")
+        return None
+
+    return await asyncio.gather(*(one(url) for url in urls))
+
+
+async def _talk(ws, name: str, messages: int, expected: set[str], report: RoomLoad, deadline: float) -> None:
+    """Send `messages` messages, each after the previous one came back; then read until the room is heard."""
+    seen: set[str] = set()
+
+    async def read_until(done) -> None:
+        while not done():
+            data = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+            if "message" in data:
+                seen.add(data["message"])
+            else:
+                report.errors.append(f"{name}: {data}")
+
+    try:
+        for k in range(messages):
+            mine = f"{name}:{k}"
+            sent = time.monotonic()
+            await ws.send(json.dumps({"message": mine}))
+            await read_until(lambda mine=mine: mine in seen)
+            report.round_trips.append(time.monotonic() - sent)
+        await read_until(lambda: expected <= seen)
+    except (ConnectionClosed, asyncio.TimeoutError, ValueError) as exc:
+        report.errors.append(f"{name}: {type(exc).__name__} {exc}")
+    report.received += len(seen & expected)
+
+
+async def room_load(urls: list[str], clients: int, messages: int, room_size: int,
+                    patience: float = DEADLINE) -> RoomLoad:
+    """Connect `clients` at once into rooms of `room_size`, spread over `urls`; each sends `messages` messages."""
+    report = RoomLoad(clients, messages, room_size)
+    rooms = [f"bench-{i // room_size}" for i in range(clients)]
+    targets = [f"{urls[i % len(urls)]}{rooms[i]}/" for i in range(clients)]
+    started = time.monotonic()
+    sockets = await _connect_all(targets, report)
+    report.connect_seconds = time.monotonic() - started
+    report.connected = sum(ws is not None for ws in sockets)
+    members: dict[str, list[int]] = {}
+    for i, ws in enumerate(sockets):
+        if ws is not None:
+            members.setdefault(rooms[i], []).append(i)
+    deadline = time.monotonic() + patience
+    started = time.monotonic()
+    jobs = []
+    for everyone in members.values():
+        expected = {f"c{i}:{k}" for i in everyone for k in range(messages)}
+        report.expected += len(expected) * len(everyone)
+        jobs += [_talk(sockets[i], f"c{i}", messages, expected, report, deadline) for i in everyone]
+    await asyncio.gather(*jobs)
+    report.send_seconds = time.monotonic() - started
+    await asyncio.gather(*(ws.close() for ws in sockets if ws is not None))
+    return report
+
+
+async def echo_rate(urls: list[str], seconds: float, frame: str) -> float:
+    """Round trips per second over one socket per URL, each sending its next frame when the last came back."""
+    sockets = await asyncio.gather(*(open_client(url) for url in urls))
+    count = 0
+
+    async def loop(ws, until):
+        nonlocal count
+        while time.monotonic() < until:
+            await ws.send(frame)
+            await asyncio.wait_for(ws.recv(), DEADLINE)
+            count += 1
+
+    warm = time.monotonic() + min(1.0, seconds / 5)
+    await asyncio.gather(*(loop(ws, warm) for ws in sockets))
+    count = 0
+    started = time.monotonic()
+    await asyncio.gather(*(loop(ws, started + seconds) for ws in sockets))
+    rate = count / (time.monotonic() - started)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return rate
+
+
+async def idle_memory(server: Server, url: str, connections: int) -> tuple[float, int]:
+    """Open `connections` idle sockets; return (KiB of server RSS per socket, total RSS in KiB)."""
+    warm = await open_client(url)
+    await warm.close()
+    before = group_rss_kib(server.pid)
+    sockets = []
+    for start in range(0, connections, 100):
+        sockets += await asyncio.gather(*(open_client(url) for _ in range(min(100, connections - start))))
+    await asyncio.sleep(1)  # let the server finish any per-connection work before reading RSS
+    after = group_rss_kib(server.pid)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return (after - before) / connections, after
+
+
+# --- the run ----------------------------------------------------------------------
+
+
+def machine() -> dict:
+    meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0] if Path("/proc/meminfo").exists() else ""
+    ram_gib = int(meminfo.split()[1]) / 2**20 if meminfo else 0
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    redis = shutil.which("redis-server")
+    if redis:
+        out = subprocess.run([redis, "--version"], capture_output=True, text=True).stdout
+        versions["redis-server"] = next((w.split("=")[1] for w in out.split() if w.startswith("v=")), out.strip())
+    return {
+        "cpus": os.cpu_count(),
+        "ram": f"{ram_gib:.1f} GiB",
+        "system": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
+        "versions": versions,
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def echo_server(port: int):
+    code = Path(__file__).with_name("_echo_server.py")
+    log = ROOT / ".workbook" / "logs" / f"bench-echo-{port}.log"
+    return background([sys.executable, str(code), str(port)], port, "the raw websockets echo server", log)
+
+
+# How each server runs final/: uvicorn as FINAL.md's production command, without per-message compression.
+SERVER_ENV = {"daphne": {}, "uvicorn": {"UVICORN_WS_PER_MESSAGE_DEFLATE": "false"}}
+# Step 07's layer settings, for --before: channels_redis' own pool and capacity.
+STEP_07_LAYER = """from mychannels.settings import *  # noqa: F403
+
+_config = CHANNEL_LAYERS['default']['CONFIG']  # noqa: F405
+CHANNEL_LAYERS['default']['BACKEND'] = 'channels_redis.core.RedisChannelLayer'  # noqa: F405
+_config.pop('capacity')
+_config['hosts'][0].pop('max_connections')
+_config['hosts'][0].pop('timeout')
+"""
+
+
+def run(args) -> dict:
+    results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+                     "load": [], "echo": {}, "memory": {}}
+    results["open_files"] = raise_open_files(max(4096, args.clients * 4 + 1024))
+    frame = json.dumps({"message": "x" * 64})
+    log = print if not args.quiet else (lambda *a, **k: None)
+
+    def load(layer: str, servers: list[Server], patience: float = DEADLINE) -> None:
+        report = asyncio.run(room_load([s.ws_url("/ws/chat/") for s in servers], args.clients, args.messages,
+                                       args.room_size, patience))
+        row = {"layer": layer, "server": f"{servers[0].how} ×{len(servers)}", **_load_row(report)}
+        results["load"].append(row)
+        log(f"load   {row}")
+
+    if "load" in args.parts:
+        for how in args.servers:
+            with final_server(how, SERVER_ENV[how], args.project) as server:
+                load("in-memory", [server])
+        if args.redis and binary() is None:
+            print(f"bench: skipping the Redis rows, redis-server is not installed: {GET_REDIS}", file=sys.stderr)
+        elif args.redis:
+            redis_runs = [("redis", {})]
+            if args.before:
+                overlay = ROOT / ".workbook" / "bench-step07-layer"
+                overlay.mkdir(parents=True, exist_ok=True)
+                (overlay / "step07_layer.py").write_text(STEP_07_LAYER)
+                redis_runs.insert(0, ("redis, step 07's settings", {
+                    "PYTHONPATH": str(overlay), "DJANGO_SETTINGS_MODULE": "step07_layer"}))
+            for layer, extra in redis_runs:
+                with RedisServer() as redis, ExitStack() as stack:
+                    env = {"REDIS_URL": redis.url, **extra}
+                    servers = [stack.enter_context(final_server("daphne", env, args.project)) for _ in range(2)]
+                    # Step 07's settings lose messages for good: waiting the full deadline would add nothing.
+                    load(layer, servers, DEADLINE if not extra else 60)
+
+    if "echo" in args.parts:
+        def raw_rate() -> float:
+            port = free_port()
+            with echo_server(port):
+                return asyncio.run(echo_rate([f"ws://127.0.0.1:{port}/"] * args.echo_connections, args.seconds, frame))
+
+        def final_rate(how: str) -> float:
+            with final_server(how, SERVER_ENV[how], args.project) as server:
+                # Each socket is alone in its room: its message comes back to it through the channel layer.
+                urls = [server.ws_url(f"/ws/chat/echo-{i}/") for i in range(args.echo_connections)]
+                return asyncio.run(echo_rate(urls, args.seconds, frame))
+
+        # Rounds of raw, then each server, back to back: a ratio compares measurements seconds apart, and the
+        # median over rounds keeps one disturbed round (this machine is shared) from deciding the figure.
+        rounds = []
+        for _ in range(args.rounds):
+            raw = raw_rate()
+            rounds.append({"raw websockets": (raw, 1.0), **{
+                f"final on {how}": (rate, rate / raw) for how in args.servers for rate in [final_rate(how)]}})
+            log(f"echo   {rounds[-1]}")
+        for name in rounds[0]:
+            rates = sorted(r[name][0] for r in rounds)
+            ratios = sorted(r[name][1] for r in rounds)
+            results["echo"][name] = {"rate": rates[len(rates) // 2], "ratio": ratios[len(ratios) // 2],
+                                     "ratios": [round(r[name][1], 3) for r in rounds]}
+
+    if "memory" in args.parts:
+        variants = [(how, SERVER_ENV[how], how) for how in args.servers]
+        if "uvicorn" in args.servers:
+            variants.append(("uvicorn", {}, "uvicorn, per-message deflate on (its default)"))
+        for how, env, name in variants:
+            with final_server(how, env, args.project) as server:
+                per, total = asyncio.run(idle_memory(server, server.ws_url("/ws/chat/idle/"), args.clients))
+            results["memory"][name] = {"per_connection_kib": per, "total_mib": total / 1024}
+            log(f"memory {name}: {per:.1f} KiB per idle connection ({total / 1024:.0f} MiB in all)")
+    return results
+
+
+START, END = "<!-- results: written by `make bench` -->", "<!-- end of results -->"
+
+
+def results_markdown(results: dict) -> str:
+    """Render the measured figures, the machine and the command as Markdown."""
+    m, a = results["machine"], results["args"]
+    versions = ", ".join(f"{name} {version}" for name, version in m["versions"].items())
+    lines = [
+        START,
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {m['cpus']} CPUs, {m['ram']} RAM, "
+        f"{m['system']}, Python {m['python']} (load average {m['load']} at the start).",
+        f"Versions: {versions}.",
+        "",
+        f"Command: `make bench` (`python -m workbook bench load --write --before`); this run: "
+        f"`{' '.join(['python', 'bench/load.py', *sys.argv[1:]])}`.",
+        "",
+    ]
+    if results["load"]:
+        lines += [
+            f"### {a['clients']} clients × {a['messages']} messages, rooms of {a['room_size']}, all connecting at once",
+            "",
+            "| layer | servers | accepted | refused | deliveries expected | lost | errors | connect | deliver "
+            "| round trip median / p99 / max |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in results["load"]:
+            refused = ", ".join(f"{n} × HTTP {code}" for code, n in row["refused"].items()) or "0"
+            lines.append(
+                f"| {row['layer']} | {row['server']} | {row['connected']} | {refused} | {row['expected']} | "
+                f"{row['lost']} | {row['errors']} | {row['connect_s']:.1f} s | {row['deliver_s']:.1f} s | "
+                f"{row['rtt_median_s']:.2f} / {row['rtt_p99_s']:.2f} / {row['rtt_max_s']:.2f} s |"
+            )
+        lines.append("")
+    if results["echo"]:
+        lines += [
+            f"### Echo round trips per second at {a['echo_connections']} connections, {a['seconds']} s (goal ≥ 0.25×)",
+            "",
+            f"Median of {a['rounds']} rounds; each round measures the raw server, then each server of final.",
+            "",
+            "| server | round trips/s | ratio to raw websockets | ratio in each round |",
+            "|---|---:|---:|---|",
+        ]
+        lines += [f"| {name} | {v['rate']:.0f} | {v['ratio']:.2f}× | {', '.join(f'{r:.2f}' for r in v['ratios'])} |"
+                  for name, v in results["echo"].items()]
+        lines.append("")
+    if results["memory"]:
+        lines += [
+            f"### Memory per idle connection, {a['clients']} connections (goal ≤ 35 KiB)",
+            "",
+            "| server | KiB per connection | server RSS with all connected |",
+            "|---|---:|---:|",
+        ]
+        lines += [f"| {name} | {v['per_connection_kib']:.1f} | {v['total_mib']:.0f} MiB |"
+                  for name, v in results["memory"].items()]
+        lines.append("")
+    return "\n".join([*lines, END])
+
+
+def write_doc(results: dict, doc: Path) -> None:
+    """Replace the results section of `doc`, keeping the prose around it."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        text = f"{text.rstrip()}\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(head + results_markdown(results) + tail, encoding="utf-8")
+
+
+def _spread(samples: list[float]) -> dict:
+    ordered = sorted(samples) or [float("nan")]
+    return {"rtt_median_s": ordered[len(ordered) // 2], "rtt_p99_s": ordered[int(len(ordered) * 0.99)],
+            "rtt_max_s": ordered[-1]}
+
+
+def _load_row(report: RoomLoad) -> dict:
+    return {
+        "clients": report.clients, "connected": report.connected, "refused": report.refused,
+        "messages": report.clients * report.messages, "expected": report.expected,
+        "received": report.received, "lost": report.lost, "errors": len(report.errors),
+        "first_errors": report.errors[:3], "connect_s": round(report.connect_seconds, 2),
+        "deliver_s": round(report.send_seconds, 2), **_spread(report.round_trips),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/load.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1000, help="concurrent clients (default 1000)")
+    parser.add_argument("--messages", type=int, default=20, help="messages each client sends (default 20)")
+    parser.add_argument("--room-size", type=int, default=10, help="clients per room (default 10)")
+    parser.add_argument("--echo-connections", type=int, default=100, help="sockets in the echo test (default 100)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each echo measurement (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="echo rounds, the median is reported (default 3)")
+    parser.add_argument("--servers", nargs="*", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
+    parser.add_argument("--parts", nargs="+", default=["load", "echo", "memory"], choices=["load", "echo", "memory"])
+    parser.add_argument("--no-redis", dest="redis", action="store_false", help="skip the Redis layer")
+    parser.add_argument("--before", action="store_true",
+                        help="also run the Redis load with step 07's layer settings, to show why final changes them")
+    parser.add_argument("--project", type=Path, default=FINAL, help="the project to measure (default final/)")
+    parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    parser.add_argument("--write", action="store_true", help=f"rewrite {DOC.relative_to(ROOT)} with the results")
+    parser.add_argument("--quiet", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if args.write:
+        write_doc(results, DOC)
+        print(f"bench: wrote {DOC.relative_to(ROOT)}")
+    if not args.quiet:
+        print(results_markdown(results))
+    final_rows = [row for row in results["load"] if "step 07" not in row["layer"]]
+    failed = [row for row in final_rows if row["lost"] or row["errors"] or row["connected"] < row["clients"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

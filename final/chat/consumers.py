@@ -1,0 +1,78 @@
+import json
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+from redis.exceptions import RedisError
+
+# The longest "message" a room accepts, in characters; a longer one gets an error frame.
+MAX_MESSAGE_LENGTH = 1000
+
+
+def read_message(text_data):
+    """Return (message, None) for a valid frame, or (None, what is wrong with it)."""
+    try:
+        data = json.loads(text_data)
+    except (ValueError, RecursionError):
+        return None, 'the frame is not JSON: send {"message": "..."}'
+    if not isinstance(data, dict):
+        return None, f'expected a JSON object like {{"message": "..."}}, got {type(data).__name__}'
+    if 'message' not in data:
+        return None, '"message" is missing: send {"message": "..."}'
+    message = data['message']
+    if message is None:
+        return None, '"message" is null: send a string'
+    if not isinstance(message, str):
+        return None, f'"message" must be a string, not {type(message).__name__}'
+    if not message.strip():
+        return None, '"message" is empty: send some text'
+    if len(message) > MAX_MESSAGE_LENGTH:
+        return None, f'"message" has {len(message)} characters: the limit is {MAX_MESSAGE_LENGTH}'
+    return message, None
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    accepted = False
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        except RedisError as error:
+            # Redis is gone, so this socket can no longer hear its room. An open socket is told why before the
+            # server closes it with 1011; a handshake still in progress is refused with HTTP 500.
+            if self.accepted:
+                frame = json.dumps({'error': f'channel layer unavailable: {error}'})
+                await send({'type': 'websocket.send', 'text': frame})
+            raise
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections in a worker thread before every event. This consumer never
+        # touches the database, so it skips that thread hop on each frame (docs/benchmarks.md measures it).
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self):
+        # /ws/chat/ names no room: it is the lobby.
+        self.room_name = self.scope['url_route']['kwargs'].get('room_name', 'lobby')
+        self.room_group_name = f'chat_{self.room_name}'
+        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+        await self.accept()
+        self.accepted = True
+
+    async def disconnect(self, close_code):
+        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        # Bad input is answered, not raised: the socket stays open, and only a checked string reaches the room.
+        if text_data is None:
+            message, problem = None, 'binary frames are not accepted: send JSON text'
+        else:
+            message, problem = read_message(text_data)
+        if problem:
+            await self.send(text_data=json.dumps({'error': problem}))
+            return
+        await self.channel_layer.group_send(self.room_group_name, {'type': 'chat.message', 'message': message})
+
+    async def chat_message(self, event):
+        await self.send(text_data=json.dumps({'message': event['message']}))
