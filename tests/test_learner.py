@@ -216,8 +216,8 @@ def test_check_on_the_command_line_exits_1_and_prints_one_line_per_check(ws):
     result = run_python("-m", "workbook", "check", "4", env={"WORKBOOK_WORKSPACE": str(ws)})
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("  ") and not line.startswith("     ")]
-    assert len(lines) == 7
-    assert sum(line.lstrip().startswith(("✘", "FAIL")) for line in lines) == 3
+    assert len(lines) == 7, result.stdout
+    assert sum(line.lstrip().startswith(("✘", "FAIL")) for line in lines) == 3, result.stdout
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed: `python -m workbook …` is tested")

@@ -26,7 +26,7 @@ from .registry import ROOT
 from .server import TIMEOUT, Server, asgi_target
 
 HELLO = json.dumps({"message": "hello"})
-QUICK = min(TIMEOUT, 5)  # how long to wait for something that normally comes at once
+QUICK = min(TIMEOUT, 10)  # how long to wait for something that normally comes at once
 
 
 @dataclass(frozen=True)
