@@ -79,6 +79,26 @@ def shared_server():
         server.stop()
 
 
+@pytest.fixture
+def redis_servers():
+    """Start real redis-servers on free ports (or a given one); all are stopped at teardown."""
+    from workbook.redis import GET_REDIS, RedisServer, binary
+
+    need(binary() is not None, "redis-server", GET_REDIS)
+    started: list[RedisServer] = []
+
+    def start(port: int | None = None) -> RedisServer:
+        redis = RedisServer(port=port)
+        started.append(redis)
+        redis.start()
+        STARTED_GROUPS.append(redis.pid)
+        return redis
+
+    yield start
+    for redis in started:
+        redis.stop()
+
+
 def group_alive(pgid: int) -> bool:
     """Tell whether any process of group `pgid` is still alive."""
     try:

@@ -14,11 +14,10 @@ import time
 import urllib.request
 
 import pytest
-from conftest import STARTED_GROUPS, need, run_python
+from conftest import STARTED_GROUPS, run_python
 
 from workbook import client, free_port, get_step
 from workbook.diffs import changed_files
-from workbook.redis import GET_REDIS, RedisServer, binary
 from workbook.server import TIMEOUT
 
 FINAL = get_step("final")
@@ -49,24 +48,6 @@ BAD_FRAMES = {
 def how(request) -> str:
     """Each real-server test runs under the daphne CLI (the default) and under uvicorn."""
     return request.param
-
-
-@pytest.fixture
-def redis_servers():
-    """Start real redis-servers on free ports; all are stopped at teardown."""
-    need(binary() is not None, "redis-server", GET_REDIS)
-    started: list[RedisServer] = []
-
-    def start(port: int | None = None) -> RedisServer:
-        redis = RedisServer(port=port)
-        started.append(redis)
-        redis.start()
-        STARTED_GROUPS.append(redis.pid)
-        return redis
-
-    yield start
-    for redis in started:
-        redis.stop()
 
 
 def origin(server) -> str:
@@ -247,8 +228,11 @@ def test_workbook_run_final_serves_it_with_the_daphne_cli():
         STARTED_GROUPS.append(process.pid)
         try:
             deadline = time.monotonic() + TIMEOUT
-            while "is up on" not in log.read_text() and time.monotonic() < deadline:
+            listening = re.compile(r"Listening on TCP address 127\.0\.0\.1:\d+")
+            # The runner copies the server's output with a short delay: wait for both lines.
+            while not ("is up on" in log.read_text() and listening.search(log.read_text())):
                 assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
             text = log.read_text()
             assert f"the final project is up on http://127.0.0.1:{port}/" in text

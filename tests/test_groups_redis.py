@@ -7,11 +7,10 @@ import json
 import urllib.request
 
 import pytest
-from conftest import HOWS, STARTED_GROUPS, need, run_python, steps
+from conftest import HOWS, run_python, steps
 
 from workbook import client, free_port, get_step
 from workbook.inprocess import drive
-from workbook.redis import GET_REDIS, RedisServer, binary
 
 # How long a client must stay silent to count as "got nothing": messages here arrive within milliseconds.
 QUIET = 1.5
@@ -23,24 +22,6 @@ REDIS = get_step(7)
 def how(request) -> str:
     """Each real-server test runs under `manage.py runserver` and under the `daphne` CLI."""
     return request.param
-
-
-@pytest.fixture
-def redis_servers():
-    """Start real redis-servers on free ports (or a given one); all are stopped at teardown."""
-    need(binary() is not None, "redis-server", GET_REDIS)
-    started: list[RedisServer] = []
-
-    def start(port: int | None = None) -> RedisServer:
-        redis = RedisServer(port=port)
-        started.append(redis)
-        redis.start()
-        STARTED_GROUPS.append(redis.pid)
-        return redis
-
-    yield start
-    for redis in started:
-        redis.stop()
 
 
 def page(url: str) -> str:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -231,8 +232,16 @@ def test_notebook_command_serves_the_stage_notebook_with_the_venv_kernel(tmp_pat
             time.sleep(0.1)
         api = f"http://127.0.0.1:{match.group(1)}/api"
         headers = {"Authorization": f"token {match.group(2)}"}
-        with urllib.request.urlopen(urllib.request.Request(f"{api}/kernelspecs", headers=headers)) as response:
-            spec = json.load(response)["kernelspecs"]["python3"]["spec"]
+        # The URL can be printed a moment before the server accepts connections: poll until it answers.
+        while True:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(f"{api}/kernelspecs", headers=headers)) as response:
+                    spec = json.load(response)["kernelspecs"]["python3"]["spec"]
+                break
+            except urllib.error.URLError:
+                assert lab.poll() is None, log.read_text(errors="replace")[-2000:]
+                assert time.monotonic() < deadline, f"the API never answered: {log.read_text(errors='replace')[-2000:]}"
+                time.sleep(0.1)
         assert spec["argv"][0] == sys.executable
         with urllib.request.urlopen(urllib.request.Request(f"{api}/contents/03-scope.ipynb", headers=headers)) as got:
             assert got.status == 200
