@@ -77,7 +77,7 @@ def test_a_busy_port_names_the_step_still_running_there(serve):
 
 def test_the_cli_reports_a_busy_port_without_a_traceback(listener):
     """`python -m workbook run 4` on a busy port prints one line and exits 1."""
-    result = run_python("-m", "workbook", "run", "4", "--port", str(listener))
+    result = run_python("-m", "workbook", "run", "4", "--port", str(listener), env={"MAKELEVEL": ""})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"workbook: port {listener} is busy (is another step or server still running?): "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -40,7 +41,12 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a port nothing listens on (the OS picks it)."""
+    """Return a port nothing listens on, below the ephemeral range that client sockets draw from."""
+    # A port the OS hands out for port 0 comes from the ephemeral range, where a client socket may take it before
+    # the server binds it; ports below that range are only ever taken on purpose.
+    for port in random.sample(range(20000, 32700), 40):
+        if port_is_free(port, host):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -132,6 +138,8 @@ class Server:
         self.how, self.reload, self.extra_env = how, reload, dict(env or {})
         self.host = host or default_host()
         self.port = port or free_port(self.host)
+        # A port we picked ourselves may be taken by someone else before the server binds it: then pick another.
+        self._own_port_choice = port is None and log_path is None
         self.log_path = log_path or STATE_DIR / "logs" / f"{self.label}-{how}-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
@@ -174,6 +182,18 @@ class Server:
             return self
         if not (self.project / "manage.py").exists():
             raise WorkbookError(f"{self.project} has no manage.py: is it a Django project directory?")
+        for _ in range(3):
+            try:
+                return self._start_once(timeout)
+            except WorkbookError:
+                taken = not port_is_free(self.port, self.host) or "Address already in use" in self.log_text()
+                if not (self._own_port_choice and taken):
+                    raise
+                self.port = free_port(self.host)
+                self.log_path = STATE_DIR / "logs" / f"{self.label}-{self.how}-{self.port}.log"
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout: float) -> Server:
         if not port_is_free(self.port, self.host):
             raise WorkbookError(busy_message(self.port, self.label))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
