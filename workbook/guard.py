@@ -44,13 +44,15 @@ def main(argv: list[str]) -> int:
         return 2
     child = subprocess.Popen(cmd)
 
-    def stop(*_):
+    def stop(signum=signal.SIGINT, _frame=None):
         if os.name == "nt":
             subprocess.run(["taskkill", "/T", "/F", "/PID", str(child.pid)], capture_output=True)
         else:
-            # Everything the server spawned (runserver's reloader child) shares our process group.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            os.killpg(0, signal.SIGTERM)
+            # Pass the signal on once to everything the server spawned (runserver's reloader child shares our
+            # group): SIGINT is a Ctrl-C, which every server here handles quietly.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+            os.killpg(0, signum)
         try:
             child.wait(5)
         except subprocess.TimeoutExpired:
@@ -59,8 +61,7 @@ def main(argv: list[str]) -> int:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    if hasattr(signal, "SIGINT"):
-        signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGINT, stop)
     while child.poll() is None:
         if not parent_alive(int(parent)):
             stop()

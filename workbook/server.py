@@ -249,8 +249,9 @@ class Server:
             if os.name == "nt":
                 subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
             else:
+                # Only the guard is signalled: it hands a Ctrl-C to the server, as a terminal would.
                 try:
-                    os.killpg(process.pid, signal.SIGTERM)
+                    os.kill(process.pid, signal.SIGINT)
                 except ProcessLookupError:
                     pass
             try:
