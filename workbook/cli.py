@@ -172,7 +172,7 @@ def cmd_scope(args) -> int:
 def cmd_stop(args) -> int:
     import json
 
-    from .server import STATE_DIR, _pid_alive
+    from .server import STATE_DIR, _pid_alive, interrupt_guard
 
     stopped = 0
     for state_file in sorted((STATE_DIR / "run").glob("*.json")):
@@ -181,10 +181,7 @@ def cmd_stop(args) -> int:
         state = json.loads(state_file.read_text())
         pid = state.get("pid", -1)
         if _pid_alive(pid):
-            if os.name == "nt":
-                subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
-            else:
-                os.killpg(pid, signal.SIGTERM)
+            interrupt_guard(pid)
             print(f"workbook: stopped {state.get('label')} on port {state_file.stem}")
             stopped += 1
         state_file.unlink(missing_ok=True)

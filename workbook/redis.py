@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import WorkbookError
-from .registry import ROOT
-from .server import STATE_DIR, TIMEOUT, free_port, port_is_free
+from .server import STATE_DIR, TIMEOUT, free_port, port_is_free, spawn_guarded, stop_guarded
 
 GET_REDIS = (
     "install one (Debian/Ubuntu: sudo apt install redis-server; macOS: brew install redis; "
@@ -73,14 +70,7 @@ class RedisServer:
             return self
         if not port_is_free(self.port, self.host):
             raise WorkbookError(f"port {self.port} is busy: stop what runs there, or choose another port")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        guard = [sys.executable, "-m", "workbook.guard", str(os.getpid()), "--", *self.command()]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                guard, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=os.name != "nt",
-            )
+        self.process = spawn_guarded(self.command(), self.log_path, append=True)
         deadline = time.monotonic() + timeout
         while not ping(self.host, self.port):
             if not self.running or time.monotonic() > deadline:
@@ -94,16 +84,7 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        if os.name == "nt":
-            subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
-        else:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            if os.name != "nt":
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout)
+        stop_guarded(process, timeout)
         deadline = time.monotonic() + timeout
         while not port_is_free(self.port, self.host) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -196,20 +196,8 @@ class Server:
     def _start_once(self, timeout: float) -> Server:
         if not port_is_free(self.port, self.host):
             raise WorkbookError(busy_message(self.port, self.label))
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **self.extra_env}
-        guard = [sys.executable, "-m", "workbook.guard", str(os.getpid()), "--", *self.command()]
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        with open(self.log_path, "wb") as log:
-            kwargs = (
-                {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-                if os.name == "nt"
-                else {"start_new_session": True}
-            )
-            self.process = subprocess.Popen(
-                guard, cwd=self.project, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, **kwargs,
-            )
+        env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **self.extra_env}
+        self.process = spawn_guarded(self.command(), self.log_path, cwd=self.project, env=env)
         self._record()
         try:
             self.wait_ready(timeout)
@@ -243,33 +231,8 @@ class Server:
     def stop(self, timeout: float = 10) -> None:
         """Stop the server and everything it spawned; wait until the port is released."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            if os.name == "nt":
-                subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
-            else:
-                # Only the guard is signalled: it hands a Ctrl-C to the server, as a terminal would.
-                try:
-                    os.kill(process.pid, signal.SIGINT)
-                except ProcessLookupError:
-                    pass
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                if os.name != "nt":
-                    try:
-                        os.killpg(process.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                process.wait(timeout)
-        if os.name != "nt":
-            # A server's reloader child may outlive the guard by a moment; make sure the group is gone.
-            deadline = time.monotonic() + timeout
-            while _group_alive(process.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _group_alive(process.pid):
-                os.killpg(process.pid, signal.SIGKILL)
+        if process is not None:
+            stop_guarded(process, timeout)
         _state_file(self.port).unlink(missing_ok=True)
 
     def __enter__(self) -> Server:
@@ -314,6 +277,57 @@ class Server:
             return str(path.relative_to(Path.cwd()))
         except ValueError:
             return str(path)
+
+
+def spawn_guarded(cmd: list[str], log_path: Path, cwd: Path | None = None, env: dict | None = None,
+                  append: bool = False) -> subprocess.Popen:
+    """Start `cmd` under workbook.guard, in a process group of its own, its output going to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    guard = [sys.executable, "-m", "workbook.guard", str(os.getpid()), "--", *cmd]
+    group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
+    with open(log_path, "ab" if append else "wb") as log:
+        return subprocess.Popen(guard, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, **group)
+
+
+def interrupt_guard(pid: int) -> None:
+    """Ask a guard to stop its server: it hands a single Ctrl-C to the server's group, as a terminal would."""
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
+        return
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+
+
+def stop_guarded(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a process started by spawn_guarded and everything it spawned; SIGKILL what outlives `timeout`."""
+    if process.poll() is None:
+        interrupt_guard(process.pid)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process.pid)
+            process.wait(timeout)
+    if os.name != "nt":
+        # A server's reloader child may outlive the guard by a moment; make sure the group is gone.
+        deadline = time.monotonic() + timeout
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _group_alive(process.pid):
+            _kill_group(process.pid)
+
+
+def _kill_group(pgid: int) -> None:
+    if os.name == "nt":
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _group_alive(pgid: int) -> bool:
