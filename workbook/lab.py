@@ -6,7 +6,6 @@ Servers listen on free ports and stop with the kernel (atexit, and the guard if 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import subprocess
@@ -14,11 +13,11 @@ import sys
 from pathlib import Path
 
 from .errors import WorkbookError
+from .notebooks import record
 from .pitfalls import describe, get_pitfall, load_pitfalls, materialise
 from .registry import ROOT
 from .server import Server
 
-RECORD = os.environ.get("WORKBOOK_SERVER_RECORD")
 _running: list[Server] = []
 _projects: dict[str, Path] = {}  # slug -> its broken copy, made once per kernel
 
@@ -63,10 +62,7 @@ def serve(slug: str, how: str | None = None, _state: str = "broken") -> Server |
         print(f"{slug} via {how}: {problem}")
         return None
     _running.append(server)
-    if RECORD:
-        with open(RECORD, "a", encoding="utf-8") as record:
-            entry = {"kernel": os.getpid(), "step": slug, "port": server.port, "pid": server.pid}
-            record.write(json.dumps(entry) + "\n")
+    record(server, slug)
     print(f"{slug}: the {_state} step {pitfall.step} is up on {server.http_url} ({how}); it stops with the kernel.")
     return server
 

@@ -67,25 +67,23 @@ def start(
         for number, old in list(_running):
             if number == step.number:
                 stop(old, quiet=True)
-    for attempt in range(3):
-        server = Server(step, how=how, env=env)
-        try:
-            server.start()
-            break
-        except WorkbookError:
-            # Another process took the free port between our check and the server's bind: pick again.
-            if attempt == 2 or port_is_free(server.port, server.host):
-                raise
+    # Server.start picks another free port itself if someone takes this one before the server binds it.
+    server = Server(step, how=how, env=env).start()
     _running.append((step.number, server))
     _shown[server.log_path] = 0 if show_output else len(_settled(server))
-    if RECORD:
-        with open(RECORD, "a", encoding="utf-8") as record:
-            entry = {"kernel": os.getpid(), "step": step.id, "port": server.port, "pid": server.pid}
-            record.write(json.dumps(entry) + "\n")
+    record(server, step.id)
     print(f"{step.label} is up on {server.http_url} ({how}); it stops with this notebook's kernel.")
     if show_output:
         output(server)
     return server
+
+
+def record(server: Server, name: str) -> None:
+    """Note a started server in WORKBOOK_SERVER_RECORD, where the notebook tests check it is gone afterwards."""
+    if RECORD:
+        with open(RECORD, "a", encoding="utf-8") as file:
+            entry = {"kernel": os.getpid(), "step": name, "port": server.port, "pid": server.pid}
+            file.write(json.dumps(entry) + "\n")
 
 
 def stop(server: Server | None = None, quiet: bool = False) -> None:
