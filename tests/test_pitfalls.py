@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import subprocess
@@ -378,12 +379,16 @@ def test_the_doctor_says_when_the_redis_of_the_channel_layer_does_not_answer():
 
 
 # --- the browser's view: what the learner sees in the page and the console ------------------------------
-def _chromium(playwright, *extra: str):
-    from workbook.browser import FLAGS, INSTALL_HINT, system_browser
+@contextlib.contextmanager
+def _chromium(*extra: str):
+    """The suite's headless Chromium (workbook.browser.launch), or need() with its install hint."""
+    from workbook.browser import BrowserMissing, launch
 
-    executable = system_browser()
-    need(executable is not None, "Chromium", INSTALL_HINT)
-    return playwright.chromium.launch(executable_path=executable, headless=True, args=[*FLAGS, *extra])
+    try:
+        with launch(*extra) as browser:
+            yield browser
+    except BrowserMissing as missing:
+        need(False, "Chromium", str(missing))
 
 
 def _watch(page) -> list[str]:
@@ -414,28 +419,23 @@ def _wait_seen(page, seen: list[str], text: str) -> None:
 ])
 def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_with, console, variant, serve):
     """The broken project's page, in Chromium, ends with the close code and console error the docs quote."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
     server = serve(variant(slug))
-    with playwright_api.sync_playwright() as playwright:
-        browser = _chromium(playwright)
-        try:
-            page = browser.new_page()
-            seen = _watch(page)
-            page.goto(server.http_url)
-            if sent:
-                page.wait_for_selector('#state[data-state="open"]')
-                page.fill("#message-input", sent)
-                page.click("#send-button")
-            page.wait_for_selector('#state[data-state="closed"]')
-            assert f"socket closed with code {closed_with}" in page.locator("#log li.closed").inner_text()
-            if console:
-                _wait_seen(page, seen, "WebSocket connection to")
-        finally:
-            browser.close()
+    with _chromium() as browser:
+        page = browser.new_page()
+        seen = _watch(page)
+        page.goto(server.http_url)
+        if sent:
+            page.wait_for_selector('#state[data-state="open"]')
+            page.fill("#message-input", sent)
+            page.click("#send-button")
+        page.wait_for_selector('#state[data-state="closed"]')
+        assert f"socket closed with code {closed_with}" in page.locator("#log li.closed").inner_text()
+        if console:
+            _wait_seen(page, seen, "WebSocket connection to")
     assert not console or any(re.fullmatch(console, text) for text in seen), seen
 
 
-def _open_over_https(playwright_api, project, wait_for: str) -> tuple[list[str], str]:
+def _open_over_https(project, wait_for: str) -> tuple[list[str], str]:
     """Serve `project` over https as chat.test, open its page in Chromium; return (console, socket state)."""
     from workbook.https import HttpsServer
 
@@ -446,22 +446,18 @@ def _open_over_https(playwright_api, project, wait_for: str) -> tuple[list[str],
         server.start()
         STARTED_GROUPS.append(server.pid)
         public, real = f"https://chat.test:{server.port}", server.http_url.rstrip("/")
-        with playwright_api.sync_playwright() as playwright:
-            browser = _chromium(playwright, *rules)
-            try:
-                page = browser.new_context(ignore_https_errors=True).new_page()
-                seen = _watch(page)
-                # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
-                page.route(f"{public}/**", lambda route: route.fulfill(
-                    response=route.fetch(url=route.request.url.replace(public, real))))
-                page.goto(public + "/")
-                if wait_for == "open":
-                    page.wait_for_selector('#state[data-state="open"]')
-                else:
-                    _wait_seen(page, seen, wait_for)
-                return seen, page.locator("#state").get_attribute("data-state")
-            finally:
-                browser.close()
+        with _chromium(*rules) as browser:
+            page = browser.new_context(ignore_https_errors=True).new_page()
+            seen = _watch(page)
+            # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
+            page.route(f"{public}/**", lambda route: route.fulfill(
+                response=route.fetch(url=route.request.url.replace(public, real))))
+            page.goto(public + "/")
+            if wait_for == "open":
+                page.wait_for_selector('#state[data-state="open"]')
+            else:
+                _wait_seen(page, seen, wait_for)
+            return seen, page.locator("#state").get_attribute("data-state")
     finally:
         server.stop()
 
@@ -470,14 +466,13 @@ def _open_over_https(playwright_api, project, wait_for: str) -> tuple[list[str],
 @pytest.mark.browser
 def test_an_https_page_cannot_open_ws_but_the_fixed_page_opens_wss(variant):
     """Over https, Chromium blocks the broken page's ws:// as mixed content; step 5's page picks wss:// and opens."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    seen, state = _open_over_https(playwright_api, variant("mixed-content"), "Failed to construct 'WebSocket'")
+    seen, state = _open_over_https(variant("mixed-content"), "Failed to construct 'WebSocket'")
     assert any(text.startswith("Mixed Content: The page at 'https://chat.test:") and "This request has been blocked; "
                "this endpoint must be available over WSS." in text for text in seen), seen
     assert any("Failed to construct 'WebSocket': An insecure WebSocket connection may not be initiated from a page "
                "loaded over HTTPS." in text for text in seen), seen
     assert state == "connecting"
-    assert _open_over_https(playwright_api, step5().path, "open")[1] == "open"
+    assert _open_over_https(step5().path, "open")[1] == "open"
 
 
 async def test_the_probe_sees_through_a_self_signed_wss_server():
