@@ -10,7 +10,7 @@ import pytest
 
 from workbook import Server, load_steps
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT
+from workbook.server import TIMEOUT, group_alive
 
 STEPS = load_steps()
 # Process groups of every server a test started; none may be alive when the session ends.
@@ -97,15 +97,6 @@ def redis_servers():
     yield start
     for redis in started:
         redis.stop()
-
-
-def group_alive(pgid: int) -> bool:
-    """Tell whether any process of group `pgid` is still alive."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -315,9 +315,9 @@ def stop_guarded(process: subprocess.Popen, timeout: float = 10) -> None:
     if os.name != "nt":
         # A server's reloader child may outlive the guard by a moment; make sure the group is gone.
         deadline = time.monotonic() + timeout
-        while _group_alive(process.pid) and time.monotonic() < deadline:
+        while group_alive(process.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _group_alive(process.pid):
+        if group_alive(process.pid):
             _kill_group(process.pid)
 
 
@@ -330,7 +330,8 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Tell whether any process of group `pgid` is still alive."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
