@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from .registry import project_files
+
 DOCS = "docs/troubleshooting.md"
-SKIP_DIRS = {".venv", "venv", "node_modules", "__pycache__", ".git", "staticfiles", ".tox"}
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,7 @@ class Finding:
 
 # --- the project's text ----------------------------------------------------------------------------------
 def _files(project: Path, suffixes: tuple[str, ...]):
-    for dirpath, dirnames, filenames in os.walk(project):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        for name in sorted(filenames):
-            if name.endswith(suffixes):
-                yield Path(dirpath) / name
+    return [project / name for name in project_files(project) if name.endswith(suffixes)]
 
 
 def page_scripts(project: Path) -> dict[str, str]:

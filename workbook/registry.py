@@ -130,8 +130,9 @@ def previous(step: Step) -> Step | None:
 
 def project_files(directory: Path) -> list[str]:
     """List a project's files relative to it, as a learner's editor shows them."""
-    skip_dirs = {"__pycache__", ".pytest_cache", "node_modules", ".ipynb_checkpoints", ".git", ".venv", ".vscode",
-                 ".idea"}
+    # Tooling a learner may keep inside their own project (a virtualenv, collected static files) is not the project.
+    skip_dirs = {"__pycache__", ".pytest_cache", "node_modules", ".ipynb_checkpoints", ".git", ".venv", "venv", ".tox",
+                 "staticfiles", ".vscode", ".idea"}
     skip_files = {"STEP.md", "FINAL.md", "db.sqlite3", ".DS_Store", ".workbook-step"}
     found = []
     for dirpath, dirnames, filenames in os.walk(directory):
