@@ -99,6 +99,26 @@ def asgi_target(project: Path) -> str:
     return f"{package}.asgi:application"
 
 
+def settings_module(project: Path) -> str:
+    """Read the settings module that manage.py names, as Django does when it starts."""
+    try:
+        text = (project / "manage.py").read_text(encoding="utf-8")
+    except OSError:
+        raise WorkbookError(f"{project} has no manage.py: is it a Django project directory?") from None
+    match = re.search(r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([\w.]+)['\"]", text)
+    return match.group(1) if match else "mychannels.settings"
+
+
+def overlay_env(project: Path, **additions: str) -> dict[str, str]:
+    """Return the environment that serves `project` with workbook.overlay adding `additions` to its settings.
+
+    Each keyword becomes a WORKBOOK_<NAME> variable that workbook/overlay.py reads (extra_hosts, asgi_application).
+    """
+    env = {"DJANGO_SETTINGS_MODULE": "workbook.overlay", "WORKBOOK_SETTINGS": settings_module(project)}
+    env.update({f"WORKBOOK_{name.upper()}": value for name, value in additions.items()})
+    return env
+
+
 def summarize_failure(log: str) -> str:
     """Pick the line of a server log that best says why it did not start."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
