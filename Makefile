@@ -27,11 +27,11 @@ help: ## show this help
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BASE): requirements/base.lock
-	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.13, then run make again"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
 	@$(PYTHON) -m workbook setup
 
 $(DEV): requirements/dev.lock requirements/base.lock
-	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.13, then run make again"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
 	@$(PYTHON) -m workbook setup --dev
 
 setup: $(DEV) ## create .venv with everything, from the pinned locks

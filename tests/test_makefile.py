@@ -152,7 +152,7 @@ def test_a_missing_python_gives_one_line(tmp_path):
     env = {"PATH": "/nonexistent", "HOME": str(tmp_path)}
     result = subprocess.run([shutil.which("make"), "list"], cwd=checkout, env=env, capture_output=True, text=True)
     assert result.returncode != 0
-    assert "no python3 found: install Python 3.10-3.13" in result.stdout + result.stderr
+    assert "no python3 found: install Python 3.10-3.15" in result.stdout + result.stderr
 
 
 def test_the_default_port_is_8000_as_in_the_article():

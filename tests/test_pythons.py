@@ -1,20 +1,33 @@
-"""The workbook runs on every supported Python (3.10 to 3.13), not only the one that runs the tests."""
+"""The workbook runs on every supported Python (pyproject.toml's requires-python), not only the one that runs the
+tests; an older one reaches one line saying what to do, or a supported Python from uv."""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
 import textwrap
+import time
 
+import debian_root
 import pytest
-from conftest import need
+from conftest import STARTED_GROUPS, need
+from packaging.markers import Marker
+from packaging.requirements import Requirement
 
+from workbook import pythons
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT
+from workbook.server import TIMEOUT, free_port, port_is_free
 
-OTHER_PYTHONS = ["3.10", "3.12", "3.13"]
+# pyenv gives this machine 3.10 to 3.13; a Debian testing root gives 3.14 and 3.15.
+PYENV_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+DEBIAN_PYTHONS = ["3.14", "3.15"]
+OLD_PYTHONS = ["3.8", "3.9"]
 
 
 def find_python(version: str) -> str | None:
@@ -28,7 +41,57 @@ def find_python(version: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("version", OTHER_PYTHONS, ids=[f"python{v}" for v in OTHER_PYTHONS])
+def find_uv() -> str | None:
+    """Find the uv binary itself: a pyenv shim only works with pyenv's own PATH."""
+    found = shutil.which("uv")
+    if found and "/shims/" in found:
+        behind = subprocess.run(["pyenv", "which", "uv"], capture_output=True, text=True)
+        found = behind.stdout.strip() if behind.returncode == 0 else None
+    return found
+
+
+def setup_with(python: str, tmp_path, path: str) -> subprocess.CompletedProcess:
+    """Run `python -m workbook setup` into a fresh venv under tmp_path, with only `path` as PATH."""
+    env = {**os.environ, "WORKBOOK_VENV": str(tmp_path / "venv"), "PYTHONPATH": str(ROOT), "PATH": path,
+           "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    return subprocess.run([python, "-m", "workbook", "setup"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def venv_version(tmp_path) -> str:
+    python = tmp_path / "venv" / "bin" / "python"
+    return subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_range_is_the_same_in_pyproject_readme_makefile_locks_and_these_tests():
+    """requires-python, the README, the Makefile, the locks and the Pythons tested here name one range."""
+    wanted = pythons.versions()
+    low, high = pythons.describe().split("–")
+    assert f"You need Python {low}–{high} and git" in (ROOT / "README.md").read_text()
+    assert (ROOT / "Makefile").read_text().count(f"install Python {low}-{high},") == 2
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert sorted({*PYENV_PYTHONS, *DEBIAN_PYTHONS, running}, key=lambda v: int(v.split(".")[1])) == wanted
+    for lock in ("base.lock", "dev.lock"):
+        text = (ROOT / "requirements" / lock).read_text()
+        assert f"--universal --python-version {low} " in text, f"{lock} was not compiled from Python {low}"
+        pins = [Requirement(line) for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+        for version in wanted:
+            env = {"python_version": version, "python_full_version": f"{version}.0", "implementation_name":
+                   "cpython", "platform_python_implementation": "CPython", "sys_platform": "linux"}
+            chosen = [pin.name for pin in pins if pin.marker is None or Marker(str(pin.marker)).evaluate(env)]
+            assert "django" in chosen and "daphne" in chosen, f"{lock} installs no Django or daphne on {version}"
+            assert len(chosen) == len(set(chosen)), f"{lock} pins a package twice on Python {version}"
+
+
+def test_only_a_python_without_an_autobahn_wheel_gets_the_nvx_workaround():
+    """Python 3.15 builds autobahn with AUTOBAHN_USE_NVX=0; 3.10 to 3.14 install its wheel as they are."""
+    assert pythons.install_env((3, 15)) == {"AUTOBAHN_USE_NVX": "0"}
+    assert [v for v in pythons.versions() if pythons.install_env(tuple(map(int, v.split("."))))] == ["3.15"]
+
+
+@pytest.mark.parametrize("version", PYENV_PYTHONS, ids=[f"python{v}" for v in PYENV_PYTHONS])
 def test_step_4_echoes_on_python(version, tmp_path):
     """A fresh venv on this Python installs the lock, runs step 4 under daphne, and echoes."""
     python = find_python(version)
@@ -38,6 +101,7 @@ def test_step_4_echoes_on_python(version, tmp_path):
     setup = subprocess.run([python, "-m", "workbook", "setup"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=300)
     assert setup.returncode == 0, setup.stderr
+    assert f"with Python {version} (first run only)" in setup.stderr
     script = textwrap.dedent("""
         import asyncio, sys
         from workbook import Server, get_step, client
@@ -51,3 +115,109 @@ def test_step_4_echoes_on_python(version, tmp_path):
     assert run.returncode == 0, run.stderr
     major, minor = version.split(".")
     assert run.stdout.strip() == f"({major}, {minor}) {{'message': 'hi'}}"
+
+
+@pytest.mark.parametrize("version", OLD_PYTHONS, ids=[f"python{v}" for v in OLD_PYTHONS])
+def test_an_old_python_without_uv_gets_one_line_naming_what_to_install(version, tmp_path):
+    """Without uv, `python3.9 -m workbook setup` prints one line asking for Python 3.10–3.15 or uv, and stops."""
+    python = find_python(version)
+    need(python is not None, f"Python {version}", f"install it (e.g. `pyenv install {version}`)")
+    result = setup_with(python, tmp_path, path=str(tmp_path / "empty"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"workbook: Python {version} is outside the {pythons.describe()} the workbook supports: install Python "
+        f"{pythons.describe()}, or uv (https://docs.astral.sh/uv/), which fetches one, then run the command again "
+        "(e.g. PYTHON=python3.14 make …)"
+    ]
+    assert not (tmp_path / "venv").exists()
+
+
+def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
+    """With uv on PATH, `python3.9 -m workbook setup` asks uv for a Python in the range and says so in one line."""
+    old, other, uv = find_python("3.9"), find_python("3.12"), find_uv()
+    need(old is not None and other is not None, "Python 3.9 and 3.12", "install them (`pyenv install 3.9 3.12`)")
+    need(uv is not None, "uv", "install it (https://docs.astral.sh/uv/)")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "uv").symlink_to(uv)
+    # The only supported Python uv can find is the 3.12 on PATH, and it may not download one.
+    result = setup_with(old, tmp_path, path=f"{tools}{os.pathsep}{os.path.dirname(other)}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        "workbook: setting up venv/ from requirements/base.lock with Python 3.12, which uv provided since "
+        f"Python 3.9 is outside {pythons.describe()} (first run only)…"
+    )
+    assert venv_version(tmp_path) == "3.12"
+
+
+@pytest.fixture(scope="module")
+def debian():
+    """A cached Debian testing root with /proc and /dev mounted, and this clone's HEAD ready to clone."""
+    lacking = debian_root.missing()
+    need(lacking is None, str(lacking), debian_root.GET_IT)
+    with debian_root.locked():
+        started = time.monotonic()
+        root = debian_root.build(log=sys.stderr)
+        print(f"\ndebian root ready in {time.monotonic() - started:.0f} s: {root}", file=sys.stderr)
+        bundle = debian_root.prepare(root, ROOT)
+        with debian_root.mounted(root):
+            yield root, bundle
+
+
+ECHO = """
+import asyncio, json, sys, websockets
+async def main():
+    async with websockets.connect("ws://127.0.0.1:{port}/ws/chat/") as ws:
+        await ws.send(json.dumps({{"message": "hi from " + sys.argv[1]}}))
+        print(await ws.recv())
+asyncio.run(main())
+"""
+
+
+@pytest.mark.debian
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("version", DEBIAN_PYTHONS, ids=[f"python{v}" for v in DEBIAN_PYTHONS])
+def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debian, tmp_path):
+    """In a Debian testing root, a fresh clone sets up on this Python, echoes on step 4 and passes the stage tests."""
+    root, bundle = debian
+    clone = f"workbook-{version}"
+    fresh = debian_root.run(root, f"rm -rf .cache {clone} && git -c advice.detachedHead=false clone -q "
+                                  f"{bundle} {clone}", timeout=120)
+    assert fresh.returncode == 0, fresh.stderr
+    # The README's command, with this Python: `make step-4 run` sets up .venv/ first, then serves.
+    port = free_port()
+    log_path = tmp_path / "make.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            debian_root.as_user(root, f"cd {clone} && make step-4 run PYTHON=python{version}"),
+            env=debian_root.clean_env(PORT=str(port)), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    STARTED_GROUPS.append(server.pid)
+    try:
+        deadline = time.monotonic() + 600
+        while "is up on" not in log_path.read_text() and time.monotonic() < deadline:
+            assert server.poll() is None, log_path.read_text()
+            time.sleep(0.2)
+        output = log_path.read_text()
+        assert "is up on" in output, output
+        setting_up = next(line for line in output.splitlines() if line.startswith("workbook: setting up"))
+        assert f"with Python {version}" in setting_up
+        assert ("AUTOBAHN_USE_NVX=0" in setting_up) == (version == "3.15"), setting_up
+        ready = re.search(r"workbook: \.venv/ is ready \(([\d.]+) s\)", output)
+        print(f"\npython{version}: cold set-up {ready.group(1)} s ({setting_up})", file=sys.stderr)
+        echo = debian_root.run(root, f"{clone}/.venv/bin/python - python{version} <<'EOF'\n"
+                                     f"{ECHO.format(port=port)}\nEOF", timeout=TIMEOUT * 2)
+        assert echo.returncode == 0, echo.stderr
+        assert json.loads(echo.stdout) == {"message": f"hi from python{version}"}
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=TIMEOUT)
+    assert port_is_free(port), f"step 4 still holds port {port} after Ctrl-C"
+    started = time.monotonic()
+    stages = debian_root.run(root, f"cd {clone} && python{version} -m workbook test tests/test_stages.py -q "
+                                   "-p no:cacheprovider", timeout=900)
+    print(f"python{version}: dev set-up and stage tests {time.monotonic() - started:.0f} s", file=sys.stderr)
+    summary = stages.stdout.strip().splitlines()[-1:] or [stages.stderr]
+    assert stages.returncode == 0, stages.stdout[-3000:] + stages.stderr[-2000:]
+    assert " passed" in summary[0] and "failed" not in summary[0] and "skipped" not in summary[0], summary

@@ -52,10 +52,13 @@ def test_an_unknown_step_says_which_steps_exist():
 
 
 def test_an_unsupported_python_is_refused_with_what_to_install():
-    """Python 3.9 gets one line asking for 3.10 to 3.13."""
-    with pytest.raises(WorkbookError, match=r"Python 3.9 is not supported here: install Python 3.10 to 3.13"):
-        check_python((3, 9))
-    check_python((3, 13))
+    """Python 3.9 and 3.16 get one line asking for 3.10 to 3.15 or uv; 3.10 and 3.15 pass."""
+    for version in ((3, 9), (3, 16)):
+        with pytest.raises(WorkbookError, match=rf"Python 3.{version[1]} is outside the 3.10–3.15 the workbook "
+                                                r"supports: install Python 3.10–3.15, or uv \(https://"):
+            check_python(version)
+    check_python((3, 10))
+    check_python((3, 15))
 
 
 def test_a_busy_port_is_reported_in_one_line_with_the_way_out(listener):

@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from . import pythons
 from .errors import WorkbookError
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("WORKBOOK_VENV", ROOT / ".venv"))
 LOCKS = {"base": ROOT / "requirements" / "base.lock", "dev": ROOT / "requirements" / "dev.lock"}
 SETUP_LOG = ROOT / ".workbook" / "logs" / "setup.log"
-SUPPORTED = ((3, 10), (3, 13))
 
 
 def venv_python(venv: Path = VENV) -> Path:
@@ -52,21 +52,28 @@ def is_ready(kind: str = "base", venv: Path = VENV) -> bool:
     return recorded == [_digest(LOCKS[k]) for k in kinds]
 
 
+def unsupported_message(version: tuple[int, int]) -> str:
+    """Say that this Python is outside the supported range, and what to install instead."""
+    have, wanted = f"{version[0]}.{version[1]}", pythons.describe()
+    newest = [v for v in pythons.versions() if not pythons.install_env(tuple(map(int, v.split("."))))][-1]
+    return (
+        f"Python {have} is outside the {wanted} the workbook supports: install Python {wanted}, or uv "
+        f"(https://docs.astral.sh/uv/), which fetches one, then run the command again "
+        f"(e.g. PYTHON=python{newest} make …)"
+    )
+
+
 def check_python(version: tuple[int, int] = sys.version_info[:2]) -> None:
-    """Refuse a Python the stack does not support, with what to install instead."""
-    low, high = SUPPORTED
-    if not low <= version <= high:
-        have = f"{version[0]}.{version[1]}"
-        raise WorkbookError(
-            f"Python {have} is not supported here: install Python 3.10 to 3.13 "
-            "and run the command again with it (e.g. PYTHON=python3.12 make …)"
-        )
+    """Refuse a Python outside the supported range, naming what to install instead."""
+    if not pythons.is_supported(version):
+        raise WorkbookError(unsupported_message(version))
 
 
-def _run(cmd: list[str], log) -> None:
-    log.write(f"$ {' '.join(map(str, cmd))}\n")
+def _run(cmd: list[str], log, env: dict[str, str] | None = None) -> None:
+    assignments = [f"{name}={value}" for name, value in (env or {}).items()]
+    log.write(f"$ {' '.join([*assignments, *map(str, cmd)])}\n")
     log.flush()
-    result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise subprocess.CalledProcessError(result.returncode, cmd)
 
@@ -83,40 +90,75 @@ def _uv(python: Path, log) -> list[str] | None:
         return None
 
 
+def _version_of(python: Path) -> tuple[int, int]:
+    out = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True).stdout
+    major, minor = map(int, out.split())
+    return major, minor
+
+
+def _create(venv: Path, log) -> str:
+    """Create the virtualenv; return a note for the set-up line when uv had to provide its Python."""
+    here = sys.version_info[:2]
+    uv_on_path = shutil.which("uv")
+    if pythons.is_supported(here):
+        if uv_on_path:
+            _run([uv_on_path, "venv", "--quiet", "--python", sys.executable, str(venv)], log)
+        else:
+            _run([sys.executable, "-m", "venv", str(venv)], log)
+        return ""
+    if not uv_on_path:
+        raise WorkbookError(unsupported_message(here))
+    wanted = pythons.describe()
+    try:
+        # uv picks an installed Python in the range, or downloads one it manages.
+        _run([uv_on_path, "venv", "--quiet", "--python", pythons.requires_python(), str(venv)], log)
+    except subprocess.CalledProcessError:
+        raise WorkbookError(
+            f"Python {here[0]}.{here[1]} is outside {wanted} and uv found no Python {wanted} "
+            f"(read {SETUP_LOG.relative_to(ROOT)}): run `uv python install`, then run the command again"
+        ) from None
+    return f", which uv provided since Python {here[0]}.{here[1]} is outside {wanted}"
+
+
 def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False) -> Path:
     """Make sure the virtualenv exists and matches the lock; return its python."""
     if is_ready(kind, venv):
         return venv_python(venv)
-    check_python()
     python = venv_python(venv)
     SETUP_LOG.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    if not quiet:
-        print(f"workbook: setting up {venv.name}/ from requirements/{kind}.lock (first run only)…",
-              file=sys.stderr, flush=True)
+    kinds = ("base", "dev") if kind == "dev" else ("base",)
     with open(SETUP_LOG, "a", encoding="utf-8") as log:
         try:
-            uv_on_path = shutil.which("uv")
-            if not python.exists():
-                if uv_on_path:
-                    _run([uv_on_path, "venv", "--quiet", "--python", sys.executable, str(venv)], log)
-                else:
-                    _run([sys.executable, "-m", "venv", str(venv)], log)
+            note = "" if python.exists() else _create(venv, log)
+            version = _version_of(python)
+            if not pythons.is_supported(version):
+                raise WorkbookError(
+                    f"{venv.name}/ holds Python {version[0]}.{version[1]}, outside {pythons.describe()}: "
+                    "remove it (make clean) and run the command again"
+                )
+            env = pythons.install_env(version)
+            workaround = " and ".join(f"{name}={value}" for name, value in env.items())
+            if workaround:
+                note += f"; autobahn has no Python {version[0]}.{version[1]} wheel, so it builds with {workaround}"
+            if not quiet:
+                print(f"workbook: setting up {venv.name}/ from requirements/{kind}.lock with Python "
+                      f"{version[0]}.{version[1]}{note} (first run only)…", file=sys.stderr, flush=True)
             installer = _uv(python, log)
-            kinds = ("base", "dev") if kind == "dev" else ("base",)
             for k in kinds:
                 if installer:
-                    _run([*installer, "pip", "install", "--python", str(python), "-r", str(LOCKS[k])], log)
+                    _run([*installer, "pip", "install", "--python", str(python), "-r", str(LOCKS[k])], log, env)
                 else:
-                    _run([str(python), "-m", "pip", "install", "-r", str(LOCKS[k])], log)
+                    _run([str(python), "-m", "pip", "install", "-r", str(LOCKS[k])], log, env)
         except (subprocess.CalledProcessError, OSError) as exc:
             raise WorkbookError(
                 f"installing the packages failed ({exc}): read {SETUP_LOG.relative_to(ROOT)}, "
                 "check your network, then run the same command again"
             ) from None
-    for k in ("base", "dev") if kind == "dev" else ("base",):
-        kinds = ("base", "dev") if k == "dev" else ("base",)
-        _stamp(k, venv).write_text(" ".join(_digest(LOCKS[x]) for x in kinds) + "\n")
+    for k in kinds:
+        stamped = ("base", "dev") if k == "dev" else ("base",)
+        _stamp(k, venv).write_text(" ".join(_digest(LOCKS[x]) for x in stamped) + "\n")
     if not quiet:
         print(f"workbook: {venv.name}/ is ready ({time.monotonic() - started:.1f} s)",
               file=sys.stderr, flush=True)
