@@ -90,7 +90,7 @@ def build(root: Path = CACHE, log=None) -> Path:
     out = {"stdout": log or subprocess.DEVNULL, "stderr": subprocess.STDOUT}
     subprocess.run([_tool("debootstrap"), "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
                     str(partial), MIRROR], check=True, **out)
-    subprocess.run([_tool("chroot"), str(partial), "useradd", "--create-home", "--shell", "/bin/bash", USER],
+    subprocess.run([_tool("chroot"), str(partial), "/usr/sbin/useradd", "--create-home", "--shell", "/bin/bash", USER],
                    check=True, env=clean_env(), **out)
     stamp_file = partial / ".workbook-root"
     stamp_file.write_text(wanted + "\n")
