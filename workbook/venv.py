@@ -17,6 +17,7 @@ VENV = Path(os.environ.get("WORKBOOK_VENV", ROOT / ".venv"))
 LOCKS = {"base": ROOT / "requirements" / "base.lock", "dev": ROOT / "requirements" / "dev.lock"}
 SETUP_LOG = ROOT / ".workbook" / "logs" / "setup.log"
 SUPPORTED = ((3, 10), (3, 13))
+LATEST_STAMP = ".installed-latest"
 
 
 def venv_python(venv: Path = VENV) -> Path:
@@ -44,6 +45,9 @@ def _digest(lock: Path) -> str:
 
 def is_ready(kind: str = "base", venv: Path = VENV) -> bool:
     """Tell whether the virtualenv holds exactly what the `kind` lock pins."""
+    if (venv / LATEST_STAMP).exists():
+        # Filled by `test --latest` with the newest releases instead of a lock: ready as it is.
+        return venv_python(venv).exists()
     stamp = _stamp(kind, venv)
     if not venv_python(venv).exists() or not stamp.exists():
         return False
@@ -83,6 +87,24 @@ def _uv(python: Path, log) -> list[str] | None:
         return None
 
 
+def create(venv: Path, base_python: str, log) -> None:
+    """Create a virtualenv running `base_python`, with uv when it is on PATH."""
+    uv_on_path = shutil.which("uv")
+    if uv_on_path:
+        _run([uv_on_path, "venv", "--quiet", "--python", base_python, str(venv)], log)
+    else:
+        _run([base_python, "-m", "venv", str(venv)], log)
+
+
+def install(python: Path, args: list[str], log) -> None:
+    """Install packages into the environment of `python`: `pip install ARGS`, through uv when it can."""
+    installer = _uv(python, log)
+    if installer:
+        _run([*installer, "pip", "install", "--python", str(python), *args], log)
+    else:
+        _run([str(python), "-m", "pip", "install", *args], log)
+
+
 def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False) -> Path:
     """Make sure the virtualenv exists and matches the lock; return its python."""
     if is_ready(kind, venv):
@@ -96,19 +118,11 @@ def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False) -> Path:
               file=sys.stderr, flush=True)
     with open(SETUP_LOG, "a", encoding="utf-8") as log:
         try:
-            uv_on_path = shutil.which("uv")
             if not python.exists():
-                if uv_on_path:
-                    _run([uv_on_path, "venv", "--quiet", "--python", sys.executable, str(venv)], log)
-                else:
-                    _run([sys.executable, "-m", "venv", str(venv)], log)
-            installer = _uv(python, log)
+                create(venv, sys.executable, log)
             kinds = ("base", "dev") if kind == "dev" else ("base",)
             for k in kinds:
-                if installer:
-                    _run([*installer, "pip", "install", "--python", str(python), "-r", str(LOCKS[k])], log)
-                else:
-                    _run([str(python), "-m", "pip", "install", "-r", str(LOCKS[k])], log)
+                install(python, ["-r", str(LOCKS[k])], log)
         except (subprocess.CalledProcessError, OSError) as exc:
             raise WorkbookError(
                 f"installing the packages failed ({exc}): read {SETUP_LOG.relative_to(ROOT)}, "
