@@ -167,3 +167,4 @@ def test_ci_runs_the_latest_check_after_make_test():
     lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
     tests = [i for i, line in enumerate(lines) if line.startswith("make test")]
     assert [lines[i].split()[1] for i in tests] == ["test", "test-latest"]
+
