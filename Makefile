@@ -61,6 +61,10 @@ stop: $(BASE) ## stop workbook servers left running
 test: $(DEV) ## run every test (real servers, notebooks, browser)
 	@$(VPY) -m workbook test
 
+.PHONY: test-latest
+test-latest: $(BASE) ## the stage, final and notebook tests on the newest releases (in .venv-latest/)
+	@$(VPY) -m workbook test --latest
+
 # --- notebooks (issue 3) ------------------------------------------------------
 .PHONY: lab notebook notebooks-html
 lab: $(DEV) ## open JupyterLab on notebooks/ with the .venv kernel (port 8888)
@@ -128,7 +132,7 @@ workspace: ## run your own project: make workspace run
 	@$(if $(filter-out $@,$(MAKECMDGOALS)),:,$(MAKE) --no-print-directory run STEP=workspace)
 
 clean: ## remove the virtualenv, logs and caches (learner-mode backups are kept)
-	rm -rf $(VENV) .pytest_cache build
+	rm -rf $(VENV) .venv-latest .pytest_cache build
 	find .workbook -mindepth 1 -maxdepth 1 ! -name backups -exec rm -rf {} + 2>/dev/null || true
 	find steps final tests workbook -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 	find steps final -name db.sqlite3 -delete 2>/dev/null || true

@@ -35,6 +35,13 @@ def need(found: bool, what: str, how_to_get_it: str) -> None:
     pytest.skip(message)
 
 
+def pytest_report_header(config):
+    """Name the stack under test in the header, so a CI log shows which releases were checked."""
+    from workbook.latest import versions, versions_line
+
+    return f"stack: {versions_line(versions())} ({os.path.relpath(sys.prefix, ROOT)})"
+
+
 @pytest.fixture
 def serve():
     """Start servers with the runner; every one is stopped at teardown, even when the test fails."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import urllib.request
 
 import pytest
@@ -132,3 +133,10 @@ def test_the_page_carries_the_javascript_client(step, how, shared_server):
     assert "location.protocol === 'https:' ? 'wss://' : 'ws://'" in body
     assert "const chatSocket = new WebSocket(wsScheme + location.host + '/ws/chat/');" in body
     assert 'id="chat-form"' in body and 'id="state"' in body
+
+
+def test_stage_servers_run_the_python_of_the_test_session():
+    """The runner serves a step with the session's own interpreter, so `make test-latest` serves on its releases."""
+    from workbook import Server
+
+    assert Server(get_step(4)).command()[0] == sys.executable

@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--dev", action="store_true", help="also install what the tests need")
     setup.set_defaults(func=cmd_setup)
 
-    test = sub.add_parser("test", help="run the test suite (arguments go to pytest)")
+    test = sub.add_parser("test", help="run the test suite (arguments go to pytest); --latest: the stack's "
+                          "tests on the newest releases, in .venv-latest/; --record: into the README's table")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
 
@@ -283,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             if argv[:1] == ["setup"]:
                 return _bare_setup(argv[1:])
             return _reexec_in_venv(argv)
+        if argv[:1] == ["test"] and {"--latest", "--record"} & set(argv[1:]):
+            from .latest import main as check_stack
+
+            return check_stack(argv[1:])
         parser = build_parser()
         if argv[:1] == ["test"]:
             # Everything after `test` belongs to pytest, options such as `-m browser` included.

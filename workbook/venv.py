@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("WORKBOOK_VENV", ROOT / ".venv"))
 LOCKS = {"base": ROOT / "requirements" / "base.lock", "dev": ROOT / "requirements" / "dev.lock"}
 SETUP_LOG = ROOT / ".workbook" / "logs" / "setup.log"
+LATEST_STAMP = ".installed-latest"
 
 
 def venv_python(venv: Path = VENV) -> Path:
@@ -44,6 +45,9 @@ def _digest(lock: Path) -> str:
 
 def is_ready(kind: str = "base", venv: Path = VENV) -> bool:
     """Tell whether the virtualenv holds exactly what the `kind` lock pins."""
+    if (venv / LATEST_STAMP).exists():
+        # Filled by `test --latest` with the newest releases instead of a lock: ready as it is.
+        return venv_python(venv).exists()
     stamp = _stamp(kind, venv)
     if not venv_python(venv).exists() or not stamp.exists():
         return False
@@ -90,6 +94,24 @@ def _uv(python: Path, log) -> list[str] | None:
         return None
 
 
+def create(venv: Path, base_python: str, log) -> None:
+    """Create a virtualenv running `base_python`, with uv when it is on PATH."""
+    uv_on_path = shutil.which("uv")
+    if uv_on_path:
+        _run([uv_on_path, "venv", "--quiet", "--python", base_python, str(venv)], log)
+    else:
+        _run([base_python, "-m", "venv", str(venv)], log)
+
+
+def install(python: Path, args: list[str], log, env: dict[str, str] | None = None) -> None:
+    """Install packages into the environment of `python`: `pip install ARGS`, through uv when it can."""
+    installer = _uv(python, log)
+    if installer:
+        _run([*installer, "pip", "install", "--python", str(python), *args], log, env)
+    else:
+        _run([str(python), "-m", "pip", "install", *args], log, env)
+
+
 def _version_of(python: Path) -> tuple[int, int]:
     out = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"],
                          capture_output=True, text=True, check=True).stdout
@@ -102,10 +124,7 @@ def _create(venv: Path, log) -> str:
     here = sys.version_info[:2]
     uv_on_path = shutil.which("uv")
     if pythons.is_supported(here):
-        if uv_on_path:
-            _run([uv_on_path, "venv", "--quiet", "--python", sys.executable, str(venv)], log)
-        else:
-            _run([sys.executable, "-m", "venv", str(venv)], log)
+        create(venv, sys.executable, log)
         return ""
     if not uv_on_path:
         raise WorkbookError(unsupported_message(here))
@@ -145,12 +164,8 @@ def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False) -> Path:
             if not quiet:
                 print(f"workbook: setting up {venv.name}/ from requirements/{kind}.lock with Python "
                       f"{version[0]}.{version[1]}{note} (first run only)…", file=sys.stderr, flush=True)
-            installer = _uv(python, log)
             for k in kinds:
-                if installer:
-                    _run([*installer, "pip", "install", "--python", str(python), "-r", str(LOCKS[k])], log, env)
-                else:
-                    _run([str(python), "-m", "pip", "install", "-r", str(LOCKS[k])], log, env)
+                install(python, ["-r", str(LOCKS[k])], log, env)
         except (subprocess.CalledProcessError, OSError) as exc:
             raise WorkbookError(
                 f"installing the packages failed ({exc}): read {SETUP_LOG.relative_to(ROOT)}, "
