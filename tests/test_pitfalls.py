@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import STARTED_GROUPS, need, run_python, steps
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from workbook import client, get_step
@@ -141,6 +142,8 @@ def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant):
             busy.bind(("127.0.0.1", 0))
             busy.listen()
             args += ["--port", busy.getsockname()[1]]
+        if pitfall.slug == "no-session-table":
+            (project / "db.sqlite3").touch()  # as `manage.py runserver` leaves it: there, but without tables
         result = doctor(*args)
     assert f"[{pitfall.slug}]" in result.stdout, result.stdout + result.stderr
     assert "fix: " in result.stdout and f"#{pitfall.slug})" in result.stdout
@@ -325,6 +328,37 @@ def test_a_second_server_on_a_busy_port_does_not_start(serve):
     assert re.search(busy, daphne.stderr), daphne.stderr
     result = doctor(step5().path, "--port", first.port)
     assert result.returncode == 1 and f"[port-in-use] port {first.port} is in use by 05-js-client" in result.stdout
+
+
+@reproduces("no-session-table")
+@pytest.mark.parametrize("how", ["runserver", "daphne"])
+async def test_a_stale_sessionid_cookie_gets_500_until_the_database_is_migrated(how, variant, serve):
+    """Unmigrated, a handshake with a sessionid cookie gets 500 (no such table); migrated, the same one echoes."""
+    from workbook.doctor_probe import STALE_COOKIE
+
+    project = variant("no-session-table")
+    server = serve(project, how=how, env={"WORKBOOK_MIGRATE": "0"})
+    origin = server.http_url.rstrip("/")
+    assert await client.handshake_status(server.ws_url(), origin=origin, quiet=True) == 101
+    with_cookie = {"Origin": origin, "Cookie": STALE_COOKIE}
+    with pytest.raises(InvalidStatus, match=r"^server rejected WebSocket connection: HTTP 500$"):
+        await connect(server.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT)
+    log = server.wait_for_log(r"django\.db\.utils\.OperationalError: no such table: django_session").string
+    assert "Exception inside application: no such table: django_session" in log
+    assert bool(re.search(r"^You have \d+ unapplied migration\(s\)\. Your project may not work properly until you "
+                          r"apply the migrations for app\(s\): admin, auth, contenttypes, sessions\.$", log, re.M)) == (
+        how == "runserver")
+    assert slugs(await probe(server.ws_url())) == {"no-session-table"}
+    found = doctor(project)
+    assert found.returncode == 1 and "problem [no-session-table]" in found.stdout, found.stdout
+    assert "fix: run `python manage.py migrate` in the project" in found.stdout
+    server.stop()
+    migrated = serve(project, how=how)
+    with_cookie["Origin"] = migrated.http_url.rstrip("/")
+    async with connect(migrated.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT) as ws:
+        await client.send_json(ws, {"message": "hi"}, quiet=True)
+        assert await client.receive(ws, quiet=True) == {"message": "hi"}
+    assert slugs(await probe(migrated.ws_url())) == set()
 
 
 async def _lobby_across(one, two) -> tuple[object, object, object]:
