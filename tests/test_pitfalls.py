@@ -469,6 +469,27 @@ def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_wit
     assert not console or any(re.fullmatch(console, text) for text in seen), seen
 
 
+@pytest.mark.browser
+def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(variant, serve):
+    """Chromium with a sessionid cookie for the host loads step 4's page, but its socket gets HTTP 500."""
+    from workbook.doctor_probe import STALE_COOKIE
+
+    server = serve(variant("no-session-table"), env={"WORKBOOK_MIGRATE": "0"})
+    with _chromium() as browser:
+        context = browser.new_context()
+        name, _, value = STALE_COOKIE.partition("=")
+        context.add_cookies([{"name": name, "value": value, "url": server.http_url}])
+        page = context.new_page()
+        seen = _watch(page)
+        page.goto(server.http_url)
+        page.evaluate("new WebSocket('ws://' + location.host + '/ws/chat/')")
+        _wait_seen(page, seen, "WebSocket connection to")
+    console = r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: Error during WebSocket handshake: " \
+              r"Unexpected response code: 500"
+    assert any(re.fullmatch(console, text) for text in seen), seen
+    server.wait_for_log(r"no such table: django_session")
+
+
 def _open_over_https(project, wait_for: str) -> tuple[list[str], str]:
     """Serve `project` over https as chat.test, open its page in Chromium; return (console, socket state)."""
     from workbook.https import HttpsServer

@@ -72,7 +72,7 @@ def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
         except OSError:
             digest.update(name.encode() + b"\0missing\0")
     django = None
-    if Path(python).resolve() == Path(sys.executable).resolve():
+    if os.path.abspath(python) == os.path.abspath(sys.executable):  # unresolved: a venv python resolves to its base
         from importlib.metadata import PackageNotFoundError, version
 
         with contextlib.suppress(PackageNotFoundError):
