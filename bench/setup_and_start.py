@@ -66,7 +66,7 @@ def make_run_to_first_echo(checkout: Path, step: int = 4, env: dict | None = Non
     process = subprocess.Popen(["make", f"step-{step}", "run"], cwd=checkout, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        asyncio.run(first_echo(port, started + 120))
+        asyncio.run(first_echo(port, started + 300))
         return time.monotonic() - started
     finally:
         os.killpg(process.pid, signal.SIGINT)

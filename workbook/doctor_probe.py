@@ -111,8 +111,8 @@ async def probe(url: str, frames: bool = False) -> list[Finding]:
         if with_cookie == 500:
             out.append(Finding("no-session-table", True,
                                "a handshake that carries a sessionid cookie (as a browser brings from any earlier "
-                               "Django project on this host) gets HTTP 500: the database was never migrated "
-                               "(\"no such table: django_session\" in the server log)",
+                               "Django project on this host) gets HTTP 500, one without gets in: the database was "
+                               "never migrated? (the server log then says \"no such table: django_session\")",
                                "run `python manage.py migrate` in the project, then restart the server"))
         return out + await _frames(url, own, frames, tls)
     if with_origin == 403 and host != "localhost":

@@ -82,7 +82,7 @@ def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
 
 def _paths(project: Path) -> tuple[Path, Path, Path]:
     key = hashlib.sha256(str(project).encode()).hexdigest()[:16]
-    return STAMPS / f"{key}.json", STAMPS / f"{key}.lock", STATE_DIR / "logs" / f"migrate-{key}.log"
+    return STAMPS / f"{key}.json", STAMPS / f"{key}.lock", STATE_DIR / "logs" / f"{project.name}-migrate-{key[:6]}.log"
 
 
 def up_to_date(stamp: Path, now: dict) -> bool:
