@@ -13,6 +13,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,19 +58,32 @@ async def first_echo(port: int, deadline: float) -> None:
             await asyncio.sleep(0.02)
 
 
-def make_run_to_first_echo(checkout: Path, step: int = 4) -> float:
+def make_run_to_first_echo(checkout: Path, step: int = 4, env: dict | None = None) -> float:
     """Time from typing `make step-N run` to the first echo arriving."""
     port = free_port()
-    env = {**os.environ, "PORT": str(port)}
+    env = {**os.environ, **(env or {}), "PORT": str(port)}
     started = time.monotonic()
     process = subprocess.Popen(["make", f"step-{step}", "run"], cwd=checkout, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        asyncio.run(first_echo(port, started + 120))
+        asyncio.run(first_echo(port, started + 300))
         return time.monotonic() - started
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(30)
+
+
+def migration_cost(checkout: Path, repeats: int = 3) -> dict[str, float]:
+    """Median `make step-4 run` → first echo: unmigrated and not migrating, migrating a fresh db, and a rerun."""
+    database = checkout / "steps" / "04-routing" / "db.sqlite3"
+    times: dict[str, list[float]] = {"off": [], "fresh": [], "again": []}
+    for _ in range(repeats):
+        database.unlink(missing_ok=True)
+        times["off"].append(make_run_to_first_echo(checkout, env={"WORKBOOK_MIGRATE": "0"}))
+        database.unlink(missing_ok=True)  # runserver's migration check left an empty one
+        times["fresh"].append(make_run_to_first_echo(checkout))
+        times["again"].append(make_run_to_first_echo(checkout))
+    return {kind: statistics.median(values) for kind, values in times.items()}
 
 
 def server_starts() -> list[tuple[str, str, float]]:
@@ -87,6 +101,7 @@ def server_starts() -> list[tuple[str, str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold-cache", action="store_true", help="also set up with an empty uv cache")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure of the migration cost (median)")
     parser.add_argument("--with-tests", action="store_true", help="also time `make test` in the fresh clone")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}\n")
@@ -98,7 +113,13 @@ def main() -> int:
         print(f"| cold set-up of a fresh clone, base lock (`python -m workbook setup`) | {base:.1f} |")
         dev = timed([python, "-m", "workbook", "setup", "--dev"], checkout)
         print(f"| then the dev lock on top (`make setup`) | {dev:.1f} |")
-        print(f"| `make step-4 run` → first echo (venv ready) | {make_run_to_first_echo(checkout):.2f} |")
+        print(f"| `make step-4 run` → first echo (venv ready, migrates db.sqlite3) | "
+              f"{make_run_to_first_echo(checkout):.2f} |")
+        cost = migration_cost(checkout, args.repeats)
+        print(f"| the same with WORKBOOK_MIGRATE=0 (no migration; median of {args.repeats}) | {cost['off']:.2f} |")
+        print(f"| the same on an unmigrated db: auto-migration adds | {cost['fresh'] - cost['off']:+.2f} |")
+        print(f"| the same again, db migrated (stamp check only): auto-migration adds | "
+              f"{cost['again'] - cost['off']:+.2f} |")
         if args.cold_cache:
             fresh = clone(Path(tmp) / "cold")
             # A learner's machine: no uv installed (the runner pip-installs it into .venv) and an empty cache.

@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import STARTED_GROUPS, need, run_python, steps
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from workbook import client, get_step
@@ -141,6 +142,8 @@ def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant):
             busy.bind(("127.0.0.1", 0))
             busy.listen()
             args += ["--port", busy.getsockname()[1]]
+        if pitfall.slug == "no-session-table":
+            (project / "db.sqlite3").touch()  # as `manage.py runserver` leaves it: there, but without tables
         result = doctor(*args)
     assert f"[{pitfall.slug}]" in result.stdout, result.stdout + result.stderr
     assert "fix: " in result.stdout and f"#{pitfall.slug})" in result.stdout
@@ -327,6 +330,37 @@ def test_a_second_server_on_a_busy_port_does_not_start(serve):
     assert result.returncode == 1 and f"[port-in-use] port {first.port} is in use by 05-js-client" in result.stdout
 
 
+@reproduces("no-session-table")
+@pytest.mark.parametrize("how", ["runserver", "daphne"])
+async def test_a_stale_sessionid_cookie_gets_500_until_the_database_is_migrated(how, variant, serve):
+    """Unmigrated, a handshake with a sessionid cookie gets 500 (no such table); migrated, the same one echoes."""
+    from workbook.doctor_probe import STALE_COOKIE
+
+    project = variant("no-session-table")
+    server = serve(project, how=how, env={"WORKBOOK_MIGRATE": "0"})
+    origin = server.http_url.rstrip("/")
+    assert await client.handshake_status(server.ws_url(), origin=origin, quiet=True) == 101
+    with_cookie = {"Origin": origin, "Cookie": STALE_COOKIE}
+    with pytest.raises(InvalidStatus, match=r"^server rejected WebSocket connection: HTTP 500$"):
+        await connect(server.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT)
+    log = server.wait_for_log(r"django\.db\.utils\.OperationalError: no such table: django_session").string
+    assert "Exception inside application: no such table: django_session" in log
+    assert bool(re.search(r"^You have \d+ unapplied migration\(s\)\. Your project may not work properly until you "
+                          r"apply the migrations for app\(s\): admin, auth, contenttypes, sessions\.$", log, re.M)) == (
+        how == "runserver")
+    assert slugs(await probe(server.ws_url())) == {"no-session-table"}
+    found = doctor(project)
+    assert found.returncode == 1 and "problem [no-session-table]" in found.stdout, found.stdout
+    assert "fix: run `python manage.py migrate` in the project" in found.stdout
+    server.stop()
+    migrated = serve(project, how=how)
+    with_cookie["Origin"] = migrated.http_url.rstrip("/")
+    async with connect(migrated.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT) as ws:
+        await client.send_json(ws, {"message": "hi"}, quiet=True)
+        assert await client.receive(ws, quiet=True) == {"message": "hi"}
+    assert slugs(await probe(migrated.ws_url())) == set()
+
+
 async def _lobby_across(one, two) -> tuple[object, object, object]:
     """Connect two clients to `one` and one to `two`, send from the first; return what each got (None: nothing)."""
     origin = one.http_url.rstrip("/")
@@ -433,6 +467,27 @@ def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_wit
         if console:
             _wait_seen(page, seen, "WebSocket connection to")
     assert not console or any(re.fullmatch(console, text) for text in seen), seen
+
+
+@pytest.mark.browser
+def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(variant, serve):
+    """Chromium with a sessionid cookie for the host loads step 4's page, but its socket gets HTTP 500."""
+    from workbook.doctor_probe import STALE_COOKIE
+
+    server = serve(variant("no-session-table"), env={"WORKBOOK_MIGRATE": "0"})
+    with _chromium() as browser:
+        context = browser.new_context()
+        name, _, value = STALE_COOKIE.partition("=")
+        context.add_cookies([{"name": name, "value": value, "url": server.http_url}])
+        page = context.new_page()
+        seen = _watch(page)
+        page.goto(server.http_url)
+        page.evaluate("new WebSocket('ws://' + location.host + '/ws/chat/')")
+        _wait_seen(page, seen, "WebSocket connection to")
+    console = r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: Error during WebSocket handshake: " \
+              r"Unexpected response code: 500"
+    assert any(re.fullmatch(console, text) for text in seen), seen
+    server.wait_for_log(r"no such table: django_session")
 
 
 def _open_over_https(project, wait_for: str) -> tuple[list[str], str]:

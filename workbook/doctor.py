@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .doctor_checks import (
     Finding,
+    database_findings,
     load_findings,
     page_findings,
     page_scripts,
@@ -91,7 +92,7 @@ def examine(project: Path | str, port: int | None = None, python: str | None = N
     facts = found["daphne"] if not found["daphne"]["import_error"] else found.get("runserver", {})
     if facts.get("import_error") is None and "settings" in facts:
         consumers = [r["consumer"] for r in facts["routes"] if r["consumer"]]
-        findings += settings_findings(facts, pages) + routing_findings(facts, pages)
+        findings += settings_findings(facts, pages) + routing_findings(facts, pages) + database_findings(facts)
         findings += page_findings(pages, consumers)
     else:
         findings += text_findings(project, module) + page_findings(pages, [])

@@ -192,6 +192,38 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
     return out
 
 
+def database_findings(facts: dict) -> list[Finding]:
+    """Check that a project which reads sessions has a migrated database to read them from."""
+    database, settings = facts.get("database") or {}, facts["settings"]
+    stack = "SessionMiddleware" in facts.get("middleware", [])  # on the websocket: every handshake may read one
+    in_db = settings.get("SESSION_ENGINE", "").endswith(("backends.db", "backends.cached_db"))
+    if not in_db or not (stack or "django.contrib.sessions" in settings["INSTALLED_APPS"]) or "error" in database:
+        return []
+    middleware = facts.get("middleware", [])
+    reader = ("AuthMiddlewareStack reads" if "AuthMiddleware" in middleware else "SessionMiddleware reads" if stack
+              else "Django's sessions (the admin's login) read")
+    name, unapplied = database.get("name", "the database"), database.get("unapplied") or 0
+    fix = "run `python manage.py migrate` in the project, then restart the server"
+    if not database.get("exists", True):
+        return [Finding(
+            "no-session-table", False,
+            f"{name} does not exist yet and {reader} sessions from it: served by hand before `migrate`, "
+            "a request that carries a sessionid cookie gets HTTP 500 (\"no such table: django_session\")",
+            "run `python manage.py migrate` before `runserver` (`make step-N run` migrates for you)",
+        )]
+    if database.get("session_table") is False:
+        return [Finding(
+            "no-session-table", True,
+            f"{name} has no django_session table ({unapplied} unapplied migration(s)) and {reader} sessions from "
+            "it: a handshake that carries a sessionid cookie gets HTTP 500 (\"no such table: django_session\")",
+            fix,
+        )]
+    if unapplied:
+        return [Finding("unapplied-migrations", False,
+                        f"{name} lacks {unapplied} migration(s): code that uses those models fails", fix)]
+    return []
+
+
 def page_findings(pages: dict, consumers: list[dict]) -> list[Finding]:
     """Check what the pages' scripts send and which scheme they use, against what the consumers read."""
     out = []

@@ -98,6 +98,7 @@ def _walk(app, facts: dict, prefix: str = "") -> None:
                 entry["consumer"] = _consumer_facts(callback.consumer_class)
             facts["routes"].append(entry)
     elif hasattr(app, "inner"):
+        facts.setdefault("middleware", []).append(type(app).__name__)
         _walk(app.inner, facts, prefix)
     elif hasattr(app, "consumer_class"):
         facts["routes"].append({"pattern": prefix or "(any)", "as_asgi": True,
@@ -146,6 +147,33 @@ def _redis_hosts(layers: dict) -> list[list]:
     return found
 
 
+def _database() -> dict:
+    """Say whether the default database exists, has the session table, and how many migrations it lacks."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+    from django.db.migrations.loader import MigrationLoader
+
+    connection = connections[DEFAULT_DB_ALIAS]
+    name = str(connection.settings_dict.get("NAME") or "")
+    inside = os.path.isabs(name) and name.startswith(os.getcwd() + os.sep)
+    facts = {"name": os.path.relpath(name) if inside else name, "exists": True,
+             "session_table": None, "unapplied": None}
+    try:
+        # Connecting to sqlite creates the file: a database that is not there must stay not there.
+        if connection.vendor == "sqlite" and name != ":memory:" and not os.path.exists(name):
+            graph = MigrationLoader(None, ignore_no_migrations=True).graph
+            facts.update(exists=False, session_table=False, unapplied=len(graph.nodes))
+            return facts
+        executor = MigrationExecutor(connection)
+        facts["unapplied"] = len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+        facts["session_table"] = "django_session" in connection.introspection.table_names()
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is itself worth reporting
+        facts["error"] = _error(exc)
+    finally:
+        connection.close()
+    return facts
+
+
 def inspect_project(mode: str, settings_module: str, target: str, page_paths: list[str]) -> dict:
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     sys.path.insert(0, os.getcwd())
@@ -165,6 +193,7 @@ def inspect_project(mode: str, settings_module: str, target: str, page_paths: li
         "ASGI_APPLICATION": getattr(settings, "ASGI_APPLICATION", None),
         "CHANNEL_LAYERS": {k: v.get("BACKEND") for k, v in getattr(settings, "CHANNEL_LAYERS", {}).items()},
         "REDIS_HOSTS": _redis_hosts(getattr(settings, "CHANNEL_LAYERS", {})),
+        "SESSION_ENGINE": getattr(settings, "SESSION_ENGINE", ""),
     }
     facts["checks"] = [
         {"id": m.id, "level": m.level, "msg": m.msg, "serious": m.is_serious()}
@@ -176,6 +205,7 @@ def inspect_project(mode: str, settings_module: str, target: str, page_paths: li
         facts["page_paths"] = {path: _resolve(application, path) for path in page_paths}
     except Exception as exc:  # noqa: BLE001 - an odd application shape must not hide the other findings
         facts["walk_error"] = _error(exc)
+    facts["database"] = _database()
     return facts
 
 

@@ -18,9 +18,14 @@ HANDSHAKE_TIMEOUT = 8.0
 REPLY_TIMEOUT = 5.0
 
 
-async def _handshake(url: str, origin: str | None, tls: ssl.SSLContext | None = None):
+# A session key no server has issued, as a browser keeps one for 127.0.0.1 from any earlier Django project.
+STALE_COOKIE = "sessionid=doctor0stale0cookie0from0another0project"
+
+
+async def _handshake(url: str, origin: str | None, tls: ssl.SSLContext | None = None, cookie: str | None = None):
     """Return (101, socket) when accepted, (status, None) when refused, ("dropped", None) when not answered."""
-    headers = {"Origin": origin} if origin else None
+    headers = {"Origin": origin} if origin else {}
+    headers = {**headers, "Cookie": cookie} if cookie else headers or None
     options = {"ssl": tls} if tls is not None else {}
     try:
         ws = await connect(url, additional_headers=headers, open_timeout=HANDSHAKE_TIMEOUT, proxy=None, **options)
@@ -100,6 +105,15 @@ async def probe(url: str, frames: bool = False) -> list[Finding]:
         if without != 101:
             out.append(Finding("no-origin-header", False, f"a client without an Origin header gets HTTP {without}",
                                "browsers send one; a script must pass an Origin from an allowed host"))
+        with_cookie, ws = await _handshake(url, own, tls, cookie=STALE_COOKIE)
+        if ws is not None:
+            await ws.close()
+        if with_cookie == 500:
+            out.append(Finding("no-session-table", True,
+                               "a handshake that carries a sessionid cookie (as a browser brings from any earlier "
+                               "Django project on this host) gets HTTP 500, one without gets in: the database was "
+                               "never migrated? (the server log then says \"no such table: django_session\")",
+                               "run `python manage.py migrate` in the project, then restart the server"))
         return out + await _frames(url, own, frames, tls)
     if with_origin == 403 and host != "localhost":
         local_status, ws = await _handshake(url, local, tls)

@@ -50,12 +50,13 @@ def serve(slug: str, how: str | None = None, _state: str = "broken") -> Server |
     if slug not in _projects:
         _projects[slug] = materialise(pitfall)
     how = how or pitfall.server
+    env = pitfall.env if _state == "broken" else {}
     if how == "daphne-https":
         from .https import HttpsServer
 
-        server = HttpsServer(_projects[slug], label=slug)
+        server = HttpsServer(_projects[slug], label=slug, env=env)
     else:
-        server = Server(_projects[slug], how=how, label=slug)
+        server = Server(_projects[slug], how=how, label=slug, env=env)
     try:
         server.start()
     except WorkbookError as problem:

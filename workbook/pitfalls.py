@@ -41,6 +41,12 @@ class Pitfall:
     fix: str
     server: str = "runserver"
     trigger: str = ""
+    migrate: bool = True  # False: served without migrating its database first, as the pitfall needs
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment the lab serves the broken variant with."""
+        return {} if self.migrate else {"WORKBOOK_MIGRATE": "0"}
 
     @property
     def base(self) -> Step:
@@ -163,9 +169,9 @@ def cmd_pitfall(args) -> int:
     if pitfall.server == "daphne-https":
         from .https import HttpsServer
 
-        server = HttpsServer(project, port=args.port, label=label)
+        server = HttpsServer(project, port=args.port, label=label, env=pitfall.env)
     else:
-        server = Server(project, how=pitfall.server, port=args.port, label=label)
+        server = Server(project, how=pitfall.server, port=args.port, label=label, env=pitfall.env)
     # A plain `kill` ends the run as cleanly as Ctrl-C: the temp copy goes too.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     stop = threading.Event()

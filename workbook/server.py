@@ -202,6 +202,9 @@ class Server:
             return self
         if not (self.project / "manage.py").exists():
             raise WorkbookError(f"{self.project} has no manage.py: is it a Django project directory?")
+        from .migrate import migrate_if_needed
+
+        migrate_if_needed(self)
         for _ in range(3):
             try:
                 return self._start_once(timeout)

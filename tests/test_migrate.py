@@ -1,0 +1,169 @@
+"""The runner migrates a project's database before serving it: only when needed, quietly, and never into git."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import STARTED_GROUPS, need, steps
+from websockets.asyncio.client import connect
+
+from workbook import get_step
+from workbook.doctor_probe import STALE_COOKIE
+from workbook.errors import WorkbookError
+from workbook.migrate import STAMPS, migrate_if_needed
+from workbook.registry import ROOT, project_files
+from workbook.server import TIMEOUT, Server, free_port, group_alive
+
+FINAL = pytest.param(ROOT / "final", id="final")
+SESSION_KEY = STALE_COOKIE.partition("=")[2]
+
+
+def fresh_copy(project, into):
+    """Copy a stage's files (no database, as in a fresh clone) into `into`/<its name>; return the copy."""
+    source = getattr(project, "path", project)
+    copy = into / source.name
+    for name in project_files(source):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, copy / name)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def clone_of(tmp_path_factory):
+    """Return one fresh copy per stage for this module: the first server to serve it migrates it."""
+    copies = {}
+
+    def get(project):
+        key = str(getattr(project, "path", project))
+        if key not in copies:
+            copies[key] = fresh_copy(project, tmp_path_factory.mktemp("clone"))
+        return copies[key]
+
+    return get
+
+
+async def echo_with_cookie(server: Server) -> object:
+    """Open the socket as a browser holding a stale sessionid cookie would, send a message, return the reply."""
+    headers = {"Origin": server.http_url.rstrip("/"), "Cookie": STALE_COOKIE}
+    async with connect(server.ws_url(), additional_headers=headers, open_timeout=TIMEOUT) as ws:
+        await ws.send('{"message": "hi"}')
+        return await asyncio.wait_for(ws.recv(), TIMEOUT)
+
+
+@pytest.mark.parametrize("how", ["runserver", "daphne"])
+@pytest.mark.parametrize("project", [*steps(4, 5, 6, 7), FINAL])
+async def test_a_forged_sessionid_cookie_is_let_in_as_anonymous_on_a_fresh_clone(project, how, clone_of, serve):
+    """A handshake carrying a session key no server issued is accepted and echoes, never HTTP 500."""
+    copy = clone_of(project)
+    server = serve(copy, how=how)
+    assert await echo_with_cookie(server) == '{"message": "hi"}'
+    log = server.log_text()
+    assert "Exception inside application" not in log and "unapplied migration" not in log, log
+    # The cookie names no session in the database, so AuthMiddleware can only have found AnonymousUser.
+    with sqlite3.connect(copy / "db.sqlite3") as db:
+        sessions = db.execute("SELECT COUNT(*) FROM django_session WHERE session_key = ?", (SESSION_KEY,))
+        assert sessions.fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM auth_user").fetchone() == (0,)
+
+
+def _git_status() -> str:
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "steps", "final"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_serving_every_stage_migrates_it_without_a_warning_and_leaves_git_status_as_it_was(serve):
+    """Each step and final/ served by runserver prints no unapplied-migrations warning and adds nothing to git."""
+    need(shutil.which("git") is not None and (ROOT / ".git").exists(), "git and a clone",
+         "install git and work in a git clone of the workbook")
+    before = _git_status()
+    for project in [*(p.values[0] for p in steps()), ROOT / "final"]:
+        server = serve(project, how="runserver")
+        log = server.wait_for_log(r"Quit the server with").string
+        assert "unapplied migration" not in log, log
+        server.stop()
+        database = getattr(project, "path", project) / "db.sqlite3"
+        assert database.is_file() and "db.sqlite3" not in project_files(database.parent)
+    assert _git_status() == before
+
+
+def test_a_second_start_does_not_migrate_again_but_a_deleted_database_is_migrated_anew(tmp_path):
+    """The stamp spares the second start; removing db.sqlite3 (or a new migration file) makes the next one migrate."""
+    copy = fresh_copy(get_step(4), tmp_path)
+    server = Server(copy)
+    assert [migrate_if_needed(server), migrate_if_needed(server)] == [True, False]
+    (copy / "db.sqlite3").unlink()
+    assert migrate_if_needed(server) is True
+    (copy / "chat" / "migrations" / "0001_initial.py").write_text(
+        "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n    operations = []\n")
+    assert [migrate_if_needed(server), migrate_if_needed(server)] == [True, False]
+
+
+def test_two_servers_of_one_project_starting_at_once_migrate_it_once(tmp_path):
+    """Started together, one server migrates while the other waits on the lock and then finds nothing to do."""
+    copy = fresh_copy(get_step(5), tmp_path)
+    results: list[bool] = []
+    starters = [threading.Thread(target=lambda: results.append(migrate_if_needed(Server(copy)))) for _ in range(2)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join(TIMEOUT * 4)
+    assert sorted(results) == [False, True]
+
+
+def test_a_migration_that_fails_stops_the_start_with_one_line_naming_the_log(tmp_path, serve):
+    """A broken migration file: the start fails with one line naming the error and the full log; no server runs."""
+    copy = fresh_copy(get_step(4), tmp_path)
+    (copy / "chat" / "migrations" / "0001_initial.py").write_text("raise RuntimeError('a broken migration')\n")
+    with pytest.raises(WorkbookError) as failed:
+        serve(copy)
+    message = str(failed.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("04-routing: `python manage.py migrate` failed: RuntimeError: a broken migration")
+    log = Path(message.rpartition("(full output: ")[2].removesuffix(")"))
+    assert "Traceback" in (log if log.is_absolute() else Path.cwd() / log).read_text()
+
+
+def test_workbook_migrate_0_leaves_the_database_alone(tmp_path):
+    """With WORKBOOK_MIGRATE=0 in a server's env nothing is migrated, nor stamped."""
+    copy = fresh_copy(get_step(4), tmp_path)
+    stamps = set(STAMPS.glob("*.json")) if STAMPS.is_dir() else set()
+    assert migrate_if_needed(Server(copy, env={"WORKBOOK_MIGRATE": "0"})) is False
+    assert not (copy / "db.sqlite3").exists()
+    assert (set(STAMPS.glob("*.json")) if STAMPS.is_dir() else set()) == stamps
+
+
+def test_run_says_nothing_about_migrations_on_a_first_run(tmp_path):
+    """`python -m workbook run 4` on an unmigrated step prints only the server's own lines, then echoes a cookie."""
+    database = get_step(4).path / "db.sqlite3"
+    database.unlink(missing_ok=True)
+    port = free_port()
+    out = open(tmp_path / "run.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "workbook", "run", "4", "--port", str(port), "--no-reload"],
+                               cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    STARTED_GROUPS.append(process.pid)
+    try:
+        deadline = time.monotonic() + TIMEOUT * 4
+        while "is up on" not in (tmp_path / "run.log").read_text():
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+            time.sleep(0.05)
+        server = Server(get_step(4), port=port)
+        assert asyncio.run(echo_with_cookie(server)) == '{"message": "hi"}'
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(TIMEOUT)
+        out.close()
+    printed = (tmp_path / "run.log").read_text()
+    assert database.is_file() and not group_alive(process.pid)
+    assert "migrat" not in printed.lower() and "Traceback" not in printed, printed
