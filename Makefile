@@ -22,7 +22,7 @@ endif
 .PHONY: help list run diff scope test stop clean setup final
 
 help: ## show this help
-	@echo "Django Channels workbook. Usage: make step-N run  (PORT=8001 HOST=0.0.0.0 to change where)"
+	@echo "Django Channels workbook. Usage: make step-N run  (PORT=8001: another port; HOST=0.0.0.0: the room can join)"
 	@echo
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 

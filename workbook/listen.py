@@ -138,8 +138,8 @@ def try_bind(host: str, port: int) -> OSError | None:
             sock.bind((host, port))
     except OSError as error:
         return error
-    except OverflowError:
-        return OSError(errno.EINVAL, f"port {port} is not from 1 to 65535")
+    except OverflowError as wrong:
+        return OSError(errno.EINVAL, str(wrong))
     return None
 
 
@@ -152,6 +152,10 @@ def listen_problem(error: OSError, host: Given | str, port: Given | int) -> str:
     """Say in one line why nothing can listen on host:port, for any failure but a busy port."""
     host = host if isinstance(host, Given) else Given("HOST", str(host))
     port = port if isinstance(port, Given) else Given("PORT", str(port))
+    try:
+        number = read_port(port)
+    except WorkbookError as wrong:
+        return str(wrong)
     choices = _choices(host)
     if isinstance(error, socket.gaierror):
         return f"{host} is a name this machine cannot resolve: {choices}"
@@ -159,7 +163,6 @@ def listen_problem(error: OSError, host: Given | str, port: Given | int) -> str:
         return f"{host} is not an address of this machine: {choices}"
     if error.errno == errno.EAFNOSUPPORT:
         return f"{host} is an IPv6 address, and IPv6 is off on this machine: {choices}"
-    number = int(port.value.strip())
     if getattr(error, "winerror", None) == _WSAEACCES and number >= 1024:
         return (f"Windows reserves {port} for something else (see `netsh interface ipv4 show excludedportrange "
                 f"protocol=tcp`): use another, e.g. {port.spell(DEFAULT_PORT + 1)}")
