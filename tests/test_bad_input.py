@@ -125,6 +125,14 @@ def test_the_pitfall_lab_answers_a_mistyped_port_in_one_line():
     ]
 
 
+def test_the_doctor_answers_a_mistyped_port_in_one_line():
+    """`PORT=abc python -m workbook doctor` (which probes the server `run` would start) names the mistake."""
+    result = run_python("-m", "workbook", "doctor", env={"PORT": "abc"})
+    assert (result.returncode, result.stderr.strip().splitlines()) == (1, [
+        "workbook: PORT=abc is not a number: a port is a whole number from 1024 to 65535, e.g. PORT=8001"
+    ])
+
+
 def test_blanks_around_a_port_or_a_host_and_brackets_around_ipv6_are_forgiven():
     """PORT=" 8001 " means 8001, and HOST=[::1] means ::1: both are unambiguous."""
     assert read_port(Given("PORT", " 8001 ")) == 8001

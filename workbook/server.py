@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import WorkbookError
-from .listen import is_busy, listen_problem, try_bind
+from .listen import connect_host, is_busy, listen_problem, try_bind
 from .registry import ROOT, Step
 from .venv import in_venv, venv_python
 
@@ -233,7 +233,7 @@ class Server:
                 )
             # A bare TCP connect: it proves the server listens without adding a request to its log.
             try:
-                with socket.create_connection((self.host, self.port), timeout=1):
+                with socket.create_connection((connect_host(self.host), self.port), timeout=1):
                     return
             except OSError:
                 pass
