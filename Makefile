@@ -22,7 +22,7 @@ endif
 .PHONY: help list run diff scope test stop clean setup final
 
 help: ## show this help
-	@echo "Django Channels workbook. Usage: make step-N run  (PORT=8001 HOST=0.0.0.0 to change where)"
+	@echo "Django Channels workbook. Usage: make step-N run  (PORT=8001: another port; HOST=0.0.0.0: the room can join)"
 	@echo
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 
@@ -47,7 +47,7 @@ list: $(BASE) ## list the steps
 
 run: $(BASE) ## run a step: make step-N run (or make run STEP=N)
 	@test -n "$(STEP)" || { echo "make: which step? e.g. make step-4 run (make list shows them)"; exit 1; }
-	@$(VPY) -m workbook run $(STEP) --port $(PORT) --host $(HOST)
+	@$(VPY) -m workbook run $(STEP)
 
 diff: $(BASE) ## what a step changed: make step-N diff, or make diff A=2 B=4
 	@$(VPY) -m workbook diff $(if $(A),$(A) $(B),$(STEP))
@@ -103,7 +103,7 @@ doctor: $(BASE) ## diagnose: make doctor DIR=myproject | URL=ws://… | make ste
 	@$(VPY) -m workbook doctor $(DIR) $(URL) $(STEP)
 
 pitfall: $(BASE) ## the pitfall lab: make pitfall lists them, make pitfall P=no-as-asgi runs one broken
-	@$(VPY) -m workbook pitfall $(if $(P),run $(P) --port $(PORT),list)
+	@$(VPY) -m workbook pitfall $(if $(P),run $(P),list)
 
 # --- learner mode (issue 7) ---------------------------------------------------
 # Build a step yourself in workspace/: make step-4 start, edit, make check, make hint, make solution, make reset.

@@ -88,8 +88,12 @@ def _follow(path: Path, stop: threading.Event) -> None:
 
 
 def cmd_run(args) -> int:
+    from .listen import connect_host, given, is_busy, listen_problem, read_host, read_port, try_bind
     from .registry import get_step
-    from .server import Server, busy_message, port_is_free
+    from .server import Server, busy_message
+
+    where = given("HOST", args.host), given("PORT", args.port)
+    host, port = read_host(where[0]), read_port(where[1])
 
     if args.step == "workspace":
         from .learner import workspace_target
@@ -101,14 +105,21 @@ def cmd_run(args) -> int:
             raise WorkbookError("step 0 is the bare startproject baseline: run step 1 or later")
         target = "final" if step.id == "final" else f"step-{step.number}"
         project, label = step, step.label
-    if not port_is_free(args.port, args.host):
-        raise WorkbookError(busy_message(args.port, target, _retry_hint(target, args.port)))
+    problem = try_bind(host, port)
+    if problem is not None:
+        if not is_busy(problem):
+            raise WorkbookError(listen_problem(problem, *where))
+        raise WorkbookError(busy_message(port, target, _retry_hint(target, port)))
     from .redis import check_redis_url
 
     check_redis_url(getattr(project, "path", project))
+    from .lan import host_header, room_for
+
+    # Listening beyond loopback: the runner admits this machine's addresses, or other machines get HTTP 400.
+    room = room_for(host, getattr(project, "path", project))
     # The final project is served the way it ships, by the daphne CLI; the steps by runserver, which reloads.
     how = args.server or ("daphne" if target == "final" else "runserver")
-    server = Server(project, how=how, host=args.host, port=args.port, reload=not args.no_reload)
+    server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=room and room.env)
     stop_following = threading.Event()
     follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
     # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
@@ -116,11 +127,11 @@ def cmd_run(args) -> int:
     try:
         follower.start()
         server.start()
-        print(
-            f"workbook: {label} is up on {server.http_url} "
-            f"(websocket: {server.ws_url()}). Ctrl-C stops it.",
-            flush=True,
-        )
+        here = f"{host_header(connect_host(host))}:{port}"
+        print(f"workbook: {label} is up on http://{here}/ (websocket: ws://{here}/ws/chat/). Ctrl-C stops it.",
+              flush=True)
+        if room:
+            print(*room.announcement(port), sep="\n", flush=True)
         while server.running:
             time.sleep(0.2)
         stop_following.set()
@@ -212,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a step's server in the foreground")
     run.add_argument("step", help="step number, e.g. 4")
-    run.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
-    run.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1")
+    # Read and checked in cmd_run, so a mistyped PORT or HOST gets one line, not a traceback or a usage dump.
+    run.add_argument("--port", help="where to listen (default: $PORT, else 8000)")
+    run.add_argument("--host", help="127.0.0.1 (default: $HOST, else this) or 0.0.0.0 to let other machines join")
     run.add_argument("--server", choices=["runserver", "daphne", "uvicorn"],
                      help="runserver (the steps' default, reloads on save) or the daphne (final's default)/uvicorn CLI")
     run.add_argument("--no-reload", action="store_true", help="do not restart on code changes")

@@ -153,7 +153,11 @@ def report(target: str, findings: list[Finding]) -> int:
 
 def cmd_doctor(args) -> int:
     code = 0
-    default = f"ws://{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or 8000}/ws/chat/"
+    from .listen import connect_host, given, read_host, read_port
+
+    # The server `run` starts from the same HOST and PORT; a mistyped one is named here, not as a traceback.
+    host = connect_host(read_host(given("HOST", None)))
+    default = f"ws://{f'[{host}]' if ':' in host else host}:{read_port(given('PORT', None))}/ws/chat/"
     for target in args.targets or [default]:
         target = resolve_target(target)
         findings = diagnose(target, port=args.port, frames=args.frames, python=args.python)

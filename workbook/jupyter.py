@@ -112,7 +112,7 @@ def export_html(out: Path) -> int:
 
 def lab(port: int = 8888, open_browser: bool = True, path: Path | None = None) -> int:
     """Run JupyterLab on notebooks/ (opening `path` if given) until Ctrl-C; return its exit code."""
-    if port == int(os.environ.get("PORT") or 8000):
+    if str(port) == (os.environ.get("PORT") or "8000").strip():
         raise WorkbookError(f"port {port} is where `make step-N run` serves: choose another, e.g. --port 8888")
     cmd = [
         sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={NOTEBOOKS}",

@@ -7,7 +7,6 @@ when the step has drifted from the patch's context.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import sys
@@ -161,8 +160,10 @@ def cmd_pitfall(args) -> int:
     import threading
 
     from .cli import _follow
+    from .listen import given, read_port
     from .server import Server
 
+    args.port = read_port(given("PORT", args.port))
     project = materialise(pitfall)
     print(describe(pitfall) + f"\n\nworkbook: serving the broken variant from {project} (Ctrl-C stops it)\n")
     label = f"pitfall-{pitfall.slug}"
@@ -197,5 +198,5 @@ def add_commands(sub) -> None:
     pitfall.add_argument("action", choices=["list", "show", "make", "run"], nargs="?", default="list")
     pitfall.add_argument("slug", nargs="?", help="which pitfall (`pitfall list` names them)")
     pitfall.add_argument("dir", nargs="?", help="with make: where to write it (default: a new temp directory)")
-    pitfall.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    pitfall.add_argument("--port", help="where to serve it (default: $PORT, else 8000)")
     pitfall.set_defaults(func=cmd_pitfall)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import WorkbookError
+from .listen import connect_host, is_busy, listen_problem, try_bind
 from .registry import ROOT, Step
 from .venv import in_venv, venv_python
 
@@ -27,17 +28,12 @@ def default_host() -> str:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Tell whether a server could listen on host:port right now."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        if os.name != "nt":
-            # Ignore sockets of a server that just stopped (TIME_WAIT); a listener still blocks.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+    """Tell whether a server could listen on host:port right now; raise WorkbookError if it never could there."""
+    error = try_bind(host, port)
+    # Only a listener already there makes the port busy; a wrong host or a reserved port is another story.
+    if error is not None and not is_busy(error):
+        raise WorkbookError(listen_problem(error, host, port))
+    return error is None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -240,7 +236,7 @@ class Server:
                 )
             # A bare TCP connect: it proves the server listens without adding a request to its log.
             try:
-                with socket.create_connection((self.host, self.port), timeout=1):
+                with socket.create_connection((connect_host(self.host), self.port), timeout=1):
                     return
             except OSError:
                 pass
