@@ -84,3 +84,55 @@ def test_channels_is_optional_in_installed_apps_as_step_01_says(tmp_path):
     settings.write_text(text.replace("    'channels',\n", ""), encoding="utf-8")
     results = run_checks(step, project)
     assert [r.name for r in results if not r.passed] == []
+
+
+def test_final_md_teaches_each_new_channels_idea_and_warns_about_its_dispatch_override():
+    """FINAL.md explains the validator, the async consumer, the dispatch() override and the communicator tests."""
+    import inspect
+
+    from channels.consumer import AsyncConsumer
+
+    text = " ".join((ROOT / "final" / "FINAL.md").read_text(encoding="utf-8").split())
+    assert "Nothing here is a new Channels idea" not in text
+    for idea in ("AllowedHostsOriginValidator", "AsyncWebsocketConsumer", "`dispatch()`", "WebsocketCommunicator"):
+        assert f"{idea} (new)" in text or f"{idea}` (new)" in text, f"FINAL.md does not introduce {idea}"
+    assert "**The override is unsafe in any consumer that touches the database**" in text
+    # The warning holds as long as channels' own dispatch() closes stale connections and final's skips it.
+    assert "close_old_connections" in inspect.getsource(AsyncConsumer.dispatch)
+    consumer = (ROOT / "final" / "chat" / "consumers.py").read_text(encoding="utf-8")
+    assert "async def dispatch(" in consumer and "close_old_connections" not in consumer
+
+
+LOGIN = """
+from django.contrib.auth import get_user_model
+from django.test import Client
+from channels.auth import UserLazyObject
+user = get_user_model().objects.create_user('ada', password='not-a-secret')
+client = Client()
+client.force_login(user)
+shown = UserLazyObject()
+shown._wrapped = user
+print(client.cookies['sessionid'].value, repr(shown).startswith('<channels.auth.UserLazyObject object at'), str(shown))
+"""
+
+
+async def test_after_a_login_step_04_prints_the_session_cookie_and_str_of_the_user_names_you(serve, tmp_path):
+    """Logged in, the printed scope shows a UserLazyObject and the sessionid cookie; str() of the user is the name."""
+    from conftest import run_python
+    from websockets.asyncio.client import connect
+
+    project = tmp_path / "project"
+    shutil.copytree(get_step(4).path, project, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3"))
+    assert run_python("manage.py", "migrate", "-v", "0", cwd=project).returncode == 0
+    made = run_python("manage.py", "shell", "-c", LOGIN, cwd=project)
+    assert made.returncode == 0, made.stderr
+    session, lazy_repr, name = made.stdout.splitlines()[-1].split()
+    assert (lazy_repr, name) == ("True", "ada")
+    server = serve(project)
+    async with connect(server.ws_url(), origin=server.http_url.rstrip("/"),
+                       additional_headers={"Cookie": f"sessionid={session}"}) as ws:
+        await ws.send('{"message": "hi"}')
+        await ws.recv()
+    printed = server.wait_for_log(r"a client disconnected").string
+    assert f"'cookies': {{'sessionid': '{session}'}}" in printed
+    assert "'user': <channels.auth.UserLazyObject object at" in printed
