@@ -119,7 +119,8 @@ def cmd_run(args) -> int:
     room = room_for(host, getattr(project, "path", project))
     # The final project is served the way it ships, by the daphne CLI; the steps by runserver, which reloads.
     how = args.server or ("daphne" if target == "final" else "runserver")
-    server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=room and room.env)
+    server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=room and room.env,
+                    trace=args.trace)
     stop_following = threading.Event()
     follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
     # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
@@ -132,6 +133,10 @@ def cmd_run(args) -> int:
               flush=True)
         if room:
             print(*room.announcement(port), sep="\n", flush=True)
+        if args.trace:
+            overlay = " (Django's banner says settings 'workbook.overlay': your settings, serving through the trace)"
+            print("workbook: tracing websocket events: `→ app` the application receives, `app →` it sends, "
+                  f"`app ✘` it raised{overlay if how == 'runserver' else ''}.", flush=True)
         while server.running:
             time.sleep(0.2)
         stop_following.set()
@@ -229,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server", choices=["runserver", "daphne", "uvicorn"],
                      help="runserver (the steps' default, reloads on save) or the daphne (final's default)/uvicorn CLI")
     run.add_argument("--no-reload", action="store_true", help="do not restart on code changes")
+    run.add_argument("--trace", action="store_true",
+                     help="print every websocket event the application receives and sends (make … run TRACE=1)")
     run.set_defaults(func=cmd_run)
 
     diff = sub.add_parser("diff", help="show what changed: `diff 4` (from step 3) or `diff 2 4`")
