@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import websockets
 from conftest import STARTED_GROUPS, group_alive, need
 
-from workbook import jupyter, load_steps
+from workbook import Server, get_step, jupyter, load_steps
 from workbook.server import TIMEOUT, free_port, port_is_free
 
 pytestmark = pytest.mark.notebook
@@ -198,6 +200,36 @@ async def test_the_same_notebook_twice_at_once_does_not_collide(path, tmp_path):
     assert {s["port"] for s in first}.isdisjoint(s["port"] for s in second)
     for pid, servers in zip(kernels, (first, second), strict=True):
         assert_gone(pid, servers)
+
+def conversation_script(path: Path) -> str:
+    """Paste a notebook's cells tagged `conversation` into a script: an `async def main(url)` run by asyncio.run."""
+    cells = [cell.source for cell in read(path).cells if "conversation" in cell.metadata.get("tags", [])]
+    assert cells, f"{path.name} tags no cell `conversation`"
+    body = "\n\n".join(textwrap.indent(cell, "    ") for cell in cells)
+    head = "import asyncio\nimport json\nimport sys\n\nimport websockets\n\n\nasync def main(url):\n"
+    return f"{head}{body}\n\n\nasyncio.run(main(sys.argv[1]))\n"
+
+
+def test_notebook_04s_conversation_runs_as_a_plain_script_against_the_step_4_server(tmp_path):
+    """Notebook 04's conversation cells, pasted into a .py with only websockets importable, talk to step 4's server."""
+    script = tmp_path / "talk.py"
+    script.write_text(conversation_script(get_step(4).notebook), encoding="utf-8")
+    # `python -S` skips site-packages: the only package the script can import is websockets, put on PYTHONPATH.
+    only = tmp_path / "only-websockets"
+    only.mkdir()
+    (only / "websockets").symlink_to(Path(websockets.__file__).parent, target_is_directory=True)
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(only)}
+    plain = [sys.executable, "-S"]
+    bare = subprocess.run([*plain, "-c", "import django"], env=env, capture_output=True, text=True)
+    assert bare.returncode != 0, "the plain interpreter can import django: the test proves nothing"
+    with Server(get_step(4)) as server:
+        result = subprocess.run([*plain, str(script), server.ws_url("/ws/chat/")], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in ("<<< received {'message': 'hello, channels'}", "--- closed by the server with code 1011",
+                 "<<< received {'message': 'still here'}", "--- handshake refused with HTTP 500"):
+        assert line in result.stdout, f"{line!r} missing from:\n{result.stdout}"
+
 
 async def test_the_first_cell_finds_the_workbook_from_the_repository_root_too(tmp_path):
     """A kernel started in the repository root (as some editors do), without PYTHONPATH, runs start-here."""
