@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -157,16 +159,43 @@ async def test_notebook_runs_headless_and_stops_its_server(path, tmp_path):
         assert recorded(record), f"{path.name} started no server through workbook.notebooks.start"
 
 
-@pytest.mark.parametrize("path", params([p for p in SERVING if "nb.page(" in p.read_text(encoding="utf-8")][:1]))
-async def test_an_interactive_run_shows_the_live_page_in_an_iframe(path, tmp_path):
-    """Without WORKBOOK_HEADLESS, nb.page() shows the running server's page in an IFrame."""
-    record = tmp_path / "servers.jsonl"
-    async with kernel(path, record, headless=False) as client:
-        await run_cells(client, until="nb.page(")
-    page_cell = next(cell for cell in reversed(client.nb.cells) if "nb.page(" in cell.source and cell.outputs)
-    shown = output_text(nbformat.v4.new_notebook(cells=[page_cell]))
-    assert "<iframe" in shown and 'src="http://127.0.0.1:' in shown
-    assert_gone(client.kernel_pid, recorded(record))
+def test_the_live_page_is_shown_as_a_link_and_a_screenshot_chromium_took_after_a_conversation():
+    """nb.page() links the page and embeds a PNG Chromium took after the form's message came back."""
+    from workbook import notebooks as nb
+    from workbook.browser import INSTALL_HINT
+
+    with Server(get_step(5)) as server:
+        # Why not an IFrame: the step's XFrameOptionsMiddleware forbids any frame of another origin.
+        with urllib.request.urlopen(server.http_url, timeout=TIMEOUT) as response:
+            assert response.headers["X-Frame-Options"] == "DENY"
+        shown = nb.page(server, say="hello from the test").data
+    if "No screenshot:" in shown:
+        need(False, "Chromium", INSTALL_HINT)
+    assert f'href="{server.http_url}"' in shown
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', shown).group(1))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 600 and height >= 300
+
+
+@pytest.mark.parametrize("path", params(sorted(jupyter.NOTEBOOKS.glob("*.ipynb"))))
+def test_notebook_writes_its_conversations_with_websockets_itself(path):
+    """No notebook talks through the workbook's client helpers; every one that talks imports websockets."""
+    code = "\n".join(cell.source for cell in read(path).cells if cell.cell_type == "code")
+    hidden = [name for name in ("from workbook import client", "client.", "nb.drive(", "handshake_status(")
+              if name in code]
+    assert not hidden, f"{path.name} hides its conversation behind {hidden}: write it with websockets in the cell"
+    if "websockets.connect(" in code or path != jupyter.START_HERE:
+        assert "import websockets" in code
+
+
+@pytest.mark.parametrize("path", params(sorted(jupyter.NOTEBOOKS.glob("*.ipynb"))))
+def test_a_cell_that_waits_with_asyncio_wait_for_catches_asyncio_timeouterror(path):
+    """asyncio.wait_for raises asyncio.TimeoutError, which the built-in TimeoutError misses on Python 3.10."""
+    for cell in read(path).cells:
+        if cell.cell_type == "code" and "wait_for(" in cell.source:
+            assert "except asyncio.TimeoutError" in cell.source, cell.source
+            assert not re.search(r"except \(?TimeoutError", cell.source), cell.source
 
 
 @pytest.mark.parametrize("path", params(SERVING[:1]))

@@ -67,6 +67,7 @@ async def _drive(path: str, messages: list[str]) -> dict:
         application = URLRouter(websocket_urlpatterns)
     printed = io.StringIO()
     report: dict = {"connected": False, "replies": [], "error": None}
+    # No socket here: these headers are made up, as a page on localhost would send them (STEP 03 says so).
     communicator = WebsocketCommunicator(
         application, path, headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
     )
