@@ -38,10 +38,11 @@ def drive(project: Step | Path, messages: list[str] = (), path: str = "/ws/chat/
 def run_code(project: Step | Path, code: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter inside the project, Django set up, top-level await allowed."""
     directory = project.path if isinstance(project, Step) else Path(project)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(directory), str(ROOT)]), "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join([str(directory), str(ROOT)])
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
     args = [sys.executable, "-m", "workbook.inprocess", "--code"]
-    return subprocess.run(args, input=code, cwd=directory, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT * 2)
+    return subprocess.run(args, input=code, cwd=directory, env=env, capture_output=True, encoding="utf-8",
+                          errors="replace", timeout=TIMEOUT * 2)
 
 
 def _run_code(code: str) -> None:

@@ -54,12 +54,13 @@ def start(
     show_output: bool = False,
     replace: bool = True,
     env: dict[str, str] | None = None,
+    trace: bool = False,
 ) -> Server:
     """Start a step's server on a free port and return it once it answers.
 
     Running the cell again replaces the step's server; `replace=False` starts one more beside it.
     Its start-up banner counts as seen by `output()`, unless `show_output` prints it right away.
-    `env` adds environment variables for the server (e.g. REDIS_URL).
+    `env` adds environment variables for the server (e.g. REDIS_URL); `trace` prints every ASGI event (`events()`).
     """
     step = _step(step)
     if replace:
@@ -67,11 +68,12 @@ def start(
             if number == step.number:
                 stop(old, quiet=True)
     # Server.start picks another free port itself if someone takes this one before the server binds it.
-    server = Server(step, how=how, env=env).start()
+    server = Server(step, how=how, env=env, trace=trace).start()
     _running.append((step.number, server))
     _shown[server.log_path] = 0 if show_output else len(_settled(server))
     record(server, step.id)
-    print(f"{step.label} is up on {server.http_url} ({how}); it stops with this notebook's kernel.")
+    traced = ", tracing every ASGI event" if trace else ""
+    print(f"{step.label} is up on {server.http_url} ({how}{traced}); it stops with this notebook's kernel.")
     if show_output:
         output(server)
     return server
@@ -170,6 +172,25 @@ def in_step(line: str, cell: str) -> None:
         start = next((i for i, text in enumerate(lines) if '"<cell>"' in text), 0)
         print("\n".join(lines[:1] + lines[start:]), file=sys.stderr)
         raise WorkbookError(f"the cell's code failed in {step.path.name}: {lines[-1] if lines else 'no output'}")
+
+
+# The server's own lines (runserver's, then the daphne CLI's), which events() leaves out.
+SERVER_LINE = re.compile(r"^(WebSocket [A-Z]+ |HTTP [A-Z]+ |Not Found: |\S+ - - \[|\d{4}-\d\d-\d\d [\d:,]+ INFO )")
+
+
+def events(server: Server) -> None:
+    """Print, since the last call, the ASGI events the trace printed and what the consumer printed between them.
+
+    The server's access lines are left out and each printed scope is folded to one line; `output()` shows all.
+    """
+    from .scopes import SCOPE, scope_keys
+
+    text = _settled(server)
+    new = text[_shown.get(server.log_path, 0):]
+    _shown[server.log_path] = len(text)
+    new = SCOPE.sub(lambda scope: f"{{… the scope, {len(scope_keys(scope.group(0)))} keys …}}", new)
+    lines = [line for line in fold_tracebacks(new, server.project).splitlines() if not SERVER_LINE.match(line)]
+    print("\n".join(lines).strip("\n") or "(no event since the last look)")
 
 
 def printed_scope(server: Server) -> str:
