@@ -15,7 +15,7 @@ import pytest
 from conftest import STARTED_GROUPS, need
 
 from workbook import WorkbookError, get_step
-from workbook.lan import room_for
+from workbook.lan import admit
 from workbook.netns import Room, unavailable
 from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
@@ -190,12 +190,12 @@ def test_the_runner_finds_its_address_by_interface_and_by_route(room):
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
 def test_a_loopback_host_admits_nobody_else(host):
     """On a loopback host the runner adds no host and serves the step on its own settings."""
-    assert room_for(host, get_step(4).path) is None
+    assert admit(host, get_step(4).path) is None
 
 
 def test_final_gets_the_room_in_django_allowed_hosts_after_the_learners_own(monkeypatch):
     """For final/ the runner extends DJANGO_ALLOWED_HOSTS (a learner's value first) instead of the overlay."""
     monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", "chat.example.com")
-    room = room_for("192.0.2.7", get_step("final").path)
-    assert room.env == {"DJANGO_ALLOWED_HOSTS": "chat.example.com,192.0.2.7"}
-    assert room_for("192.0.2.7", get_step(4).path).env["WORKBOOK_EXTRA_HOSTS"] == "192.0.2.7"
+    admitted = admit("192.0.2.7", get_step("final").path)
+    assert admitted.env == {"DJANGO_ALLOWED_HOSTS": "chat.example.com,192.0.2.7"}
+    assert admit("192.0.2.7", get_step(4).path).env["WORKBOOK_EXTRA_HOSTS"] == "192.0.2.7"
