@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import STARTED_GROUPS, need
 
+from workbook import WorkbookError, get_step
+from workbook.lan import admit
 from workbook.netns import Room, unavailable
 from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
@@ -52,8 +54,16 @@ def room():
     """A server namespace and two laptop namespaces on one bridge; all deleted afterwards, even on failure."""
     reason = unavailable()
     need(reason is None, "a network namespace room", reason or "")
-    with Room(laptops=2) as made:
+    made = Room(laptops=2)
+    try:
+        made.create()
+    except WorkbookError as refused:
+        # Root in a container without CAP_SYS_ADMIN, say: `ip netns add` itself is refused.
+        need(False, "a network namespace room", f"{refused} (in a container, start it with --privileged)")
+    try:
         yield made
+    finally:
+        made.delete()
 
 
 @pytest.fixture
@@ -175,3 +185,17 @@ def test_the_runner_finds_its_address_by_interface_and_by_route(room):
     laptop.ip("route", "add", "default", "via", room.server.address)
     on_laptop = laptop.run(sys.executable, "-c", show, cwd=ROOT, timeout=TIMEOUT)
     assert on_laptop.stdout.split() == [f"['{laptop.address}']", laptop.address], on_laptop.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_a_loopback_host_admits_nobody_else(host):
+    """On a loopback host the runner adds no host and serves the step on its own settings."""
+    assert admit(host, get_step(4).path) is None
+
+
+def test_final_gets_the_room_in_django_allowed_hosts_after_the_learners_own(monkeypatch):
+    """For final/ the runner extends DJANGO_ALLOWED_HOSTS (a learner's value first) instead of the overlay."""
+    monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", "chat.example.com")
+    admitted = admit("192.0.2.7", get_step("final").path)
+    assert admitted.env == {"DJANGO_ALLOWED_HOSTS": "chat.example.com,192.0.2.7"}
+    assert admit("192.0.2.7", get_step(4).path).env["WORKBOOK_EXTRA_HOSTS"] == "192.0.2.7"

@@ -113,13 +113,13 @@ def cmd_run(args) -> int:
     from .redis import check_redis_url
 
     check_redis_url(getattr(project, "path", project))
-    from .lan import host_header, room_for
+    from .lan import admit, host_header
 
     # Listening beyond loopback: the runner admits this machine's addresses, or other machines get HTTP 400.
-    room = room_for(host, getattr(project, "path", project))
+    admitted = admit(host, getattr(project, "path", project))
     # The final project is served the way it ships, by the daphne CLI; the steps by runserver, which reloads.
     how = args.server or ("daphne" if target == "final" else "runserver")
-    server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=room and room.env,
+    server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=admitted and admitted.env,
                     trace=args.trace)
     stop_following = threading.Event()
     follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
@@ -131,8 +131,8 @@ def cmd_run(args) -> int:
         here = f"{host_header(connect_host(host))}:{port}"
         print(f"workbook: {label} is up on http://{here}/ (websocket: ws://{here}/ws/chat/). Ctrl-C stops it.",
               flush=True)
-        if room:
-            print(*room.announcement(port), sep="\n", flush=True)
+        if admitted:
+            print(*admitted.announcement(port), sep="\n", flush=True)
         if args.trace:
             overlay = " (Django's banner says settings 'workbook.overlay': your settings, serving through the trace)"
             print("workbook: tracing websocket events: `→ app` the application receives, `app →` it sends, "

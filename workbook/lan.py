@@ -116,7 +116,7 @@ def reads_allowed_hosts_variable(project: Path) -> bool:
 
 
 @dataclass
-class Room:
+class Admission:
     """What one run that serves other machines adds: the hosts it admits, and through which setting."""
 
     project: Path
@@ -142,7 +142,7 @@ class Room:
                        f"{shown.as_posix()}/ is unchanged"]
 
 
-def room_for(host: str, project: Path) -> Room | None:
+def admit(host: str, project: Path) -> Admission | None:
     """Return what serving `project` on `host` must admit for other machines; None when only loopback listens.
 
     A project that reads DJANGO_ALLOWED_HOSTS gets the hosts there, on its own settings, as it would in production;
@@ -156,6 +156,6 @@ def room_for(host: str, project: Path) -> Room | None:
     if reads_allowed_hosts_variable(project):
         own = (os.environ.get("DJANGO_ALLOWED_HOSTS") or ",".join(LOOPBACK_HOSTS)).replace(" ", "").split(",")
         merged = ",".join(dict.fromkeys([*filter(None, own), *hosts]))
-        return Room(project, addresses, names, {"DJANGO_ALLOWED_HOSTS": merged}, "DJANGO_ALLOWED_HOSTS")
+        return Admission(project, addresses, names, {"DJANGO_ALLOWED_HOSTS": merged}, "DJANGO_ALLOWED_HOSTS")
     env = overlay_env(project, extra_hosts=",".join(hosts))
-    return Room(project, addresses, names, env, "ALLOWED_HOSTS (through workbook/overlay.py)")
+    return Admission(project, addresses, names, env, "ALLOWED_HOSTS (through workbook/overlay.py)")
