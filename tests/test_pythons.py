@@ -69,7 +69,9 @@ def test_the_range_is_the_same_in_pyproject_readme_makefile_locks_and_these_test
     """requires-python, the README, the Makefile, the locks and the Pythons tested here name one range."""
     wanted = pythons.versions()
     low, high = pythons.describe().split("–")
-    assert f"You need Python {low}–{high} and git" in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert f"You need Python {low}–{high} and git" in readme
+    assert set(re.findall(r"\b3\.\d+–3\.\d+\b", readme)) == {f"{low}–{high}"}
     assert (ROOT / "Makefile").read_text().count(f"install Python {low}-{high},") == 2
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert sorted({*PYENV_PYTHONS, *DEBIAN_PYTHONS, running}, key=lambda v: int(v.split(".")[1])) == wanted
@@ -150,6 +152,21 @@ def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
     assert venv_version(tmp_path) == "3.12"
 
 
+@pytest.mark.debian
+def test_the_roots_mounts_are_gone_after_a_failure_inside_it(tmp_path):
+    """mounted() puts /proc and /dev in the root and takes both away again when the code inside raises."""
+    need(os.name == "posix" and os.geteuid() == 0, "root", debian_root.GET_IT)
+    for place in ("proc", "dev"):
+        (tmp_path / place).mkdir()
+    with pytest.raises(RuntimeError, match="a test failed inside"):
+        with debian_root.mounted(tmp_path):
+            assert len(debian_root.mounts_under(tmp_path)) == 2
+            assert (tmp_path / "dev" / "null").is_char_device() and (tmp_path / "proc" / "self").exists()
+            raise RuntimeError("a test failed inside")
+    assert debian_root.mounts_under(tmp_path) == []
+    assert list((tmp_path / "dev").iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def debian():
     """A cached Debian testing root with /proc and /dev mounted, and this clone's HEAD ready to clone."""
@@ -218,7 +235,9 @@ def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debi
     started = time.monotonic()
     stages = debian_root.run(root, f"cd {clone} && python{version} -m workbook test tests/test_stages.py -q "
                                    "-p no:cacheprovider -k 'not runserver'", timeout=900)
-    print(f"python{version}: dev set-up and stage tests {time.monotonic() - started:.0f} s", file=sys.stderr)
     summary = stages.stdout.strip().splitlines()[-1:] or [stages.stderr]
+    dev_ready = re.search(r"is ready \(([\d.]+) s\)", stages.stderr)
+    print(f"python{version}: dev set-up {dev_ready.group(1) if dev_ready else '?'} s, then {summary[0]}; "
+          f"{time.monotonic() - started:.0f} s in all", file=sys.stderr)
     assert stages.returncode == 0, stages.stdout[-3000:] + stages.stderr[-2000:]
     assert " passed" in summary[0] and "failed" not in summary[0] and "skipped" not in summary[0], summary
