@@ -108,7 +108,7 @@ def _create(venv: Path, log) -> str:
             _run([sys.executable, "-m", "venv", str(venv)], log)
         return ""
     if not uv_on_path:
-        raise WorkbookError(unsupported_message(here))
+        check_python(here)
     wanted = pythons.describe()
     try:
         # uv picks an installed Python in the range, or downloads one it manages.
