@@ -50,10 +50,10 @@ def find_uv() -> str | None:
     return found
 
 
-def setup_with(python: str, tmp_path, path: str) -> subprocess.CompletedProcess:
+def setup_with(python: str, tmp_path, path: str, **extra: str) -> subprocess.CompletedProcess:
     """Run `python -m workbook setup` into a fresh venv under tmp_path, with only `path` as PATH."""
     env = {**os.environ, "WORKBOOK_VENV": str(tmp_path / "venv"), "PYTHONPATH": str(ROOT), "PATH": path,
-           "UV_PYTHON_DOWNLOADS": "never"}
+           "UV_PYTHON_DOWNLOADS": "never", **extra}
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run([python, "-m", "workbook", "setup"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -150,6 +150,22 @@ def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
         f"Python 3.9 is outside {pythons.describe()} (first run only)…"
     )
     assert venv_version(tmp_path) == "3.12"
+
+
+def test_an_old_python_whose_uv_finds_no_supported_python_says_how_to_get_one(tmp_path):
+    """When uv can neither find nor download a Python 3.10–3.15, the one line names `uv python install 3.14`."""
+    old, uv = find_python("3.9"), find_uv()
+    need(old is not None, "Python 3.9", "install it (`pyenv install 3.9`)")
+    need(uv is not None, "uv", "install it (https://docs.astral.sh/uv/)")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "uv").symlink_to(uv)
+    result = setup_with(old, tmp_path, path=str(tools), UV_PYTHON_INSTALL_DIR=str(tmp_path / "no-managed-pythons"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"workbook: Python 3.9 is outside {pythons.describe()} and uv found no Python {pythons.describe()} "
+        "(read .workbook/logs/setup.log): run `uv python install 3.14`, then run the command again"
+    ]
 
 
 @pytest.mark.debian
