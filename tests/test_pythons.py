@@ -27,6 +27,7 @@ from workbook.server import TIMEOUT, free_port, port_is_free
 # pyenv gives this machine 3.10 to 3.13; a Debian testing root gives 3.14 and 3.15.
 PYENV_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DEBIAN_PYTHONS = ["3.14", "3.15"]
+DEBIAN_PYTHON3 = "3.14"  # what `python3` is in Debian testing, so the README's command uses it as it stands
 OLD_PYTHONS = ["3.8", "3.9"]
 
 
@@ -217,12 +218,13 @@ def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debi
     fresh = debian_root.run(root, f"rm -rf .cache {clone} && git -c advice.detachedHead=false clone -q "
                                   f"{bundle} {clone}", timeout=120)
     assert fresh.returncode == 0, fresh.stderr
-    # The README's command, with this Python: `make step-4 run` sets up .venv/ first, then serves.
+    # The README's command: `make step-4 run` sets up .venv/ with python3 (or PYTHON) first, then serves.
+    command = "make step-4 run" + ("" if version == DEBIAN_PYTHON3 else f" PYTHON=python{version}")
     port = free_port()
     log_path = tmp_path / "make.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            debian_root.as_user(root, f"cd {clone} && make step-4 run PYTHON=python{version}"),
+            debian_root.as_user(root, f"cd {clone} && {command}"),
             env=debian_root.clean_env(PORT=str(port)), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     STARTED_GROUPS.append(server.pid)
@@ -245,7 +247,12 @@ def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debi
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=TIMEOUT)
+        try:
+            server.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+            raise AssertionError("make step-4 run did not stop on Ctrl-C") from None
     assert port_is_free(port), f"step 4 still holds port {port} after Ctrl-C"
     # The stage tests under the daphne CLI and in-process: `make step-4 run` above already covered runserver.
     started = time.monotonic()
