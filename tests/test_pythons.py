@@ -169,6 +169,13 @@ def test_an_old_python_whose_uv_finds_no_supported_python_says_how_to_get_one(tm
     ]
 
 
+def test_without_root_the_debian_root_tests_name_what_they_need(monkeypatch):
+    """As an ordinary user, the Debian root reports that it needs root, and GET_IT says how to get the rest."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert debian_root.missing() == "root (debootstrap, chroot and mount need it)"
+    assert "apt-get install debootstrap" in debian_root.GET_IT
+
+
 @pytest.mark.debian
 def test_the_roots_mounts_are_gone_after_a_failure_inside_it(tmp_path):
     """mounted() puts /proc and /dev in the root and takes both away again when the code inside raises."""
