@@ -27,6 +27,7 @@ from workbook.server import TIMEOUT, free_port, port_is_free
 # pyenv gives this machine 3.10 to 3.13; a Debian testing root gives 3.14 and 3.15.
 PYENV_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DEBIAN_PYTHONS = ["3.14", "3.15"]
+DEBIAN_PYTHON3 = "3.14"  # what `python3` is in Debian testing, so the README's command uses it as it stands
 OLD_PYTHONS = ["3.8", "3.9"]
 
 
@@ -50,10 +51,10 @@ def find_uv() -> str | None:
     return found
 
 
-def setup_with(python: str, tmp_path, path: str) -> subprocess.CompletedProcess:
+def setup_with(python: str, tmp_path, path: str, **extra: str) -> subprocess.CompletedProcess:
     """Run `python -m workbook setup` into a fresh venv under tmp_path, with only `path` as PATH."""
     env = {**os.environ, "WORKBOOK_VENV": str(tmp_path / "venv"), "PYTHONPATH": str(ROOT), "PATH": path,
-           "UV_PYTHON_DOWNLOADS": "never"}
+           "UV_PYTHON_DOWNLOADS": "never", **extra}
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run([python, "-m", "workbook", "setup"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -69,7 +70,9 @@ def test_the_range_is_the_same_in_pyproject_readme_makefile_locks_and_these_test
     """requires-python, the README, the Makefile, the locks and the Pythons tested here name one range."""
     wanted = pythons.versions()
     low, high = pythons.describe().split("–")
-    assert f"You need Python {low}–{high} and git" in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert f"You need Python {low}–{high} and git" in readme
+    assert set(re.findall(r"\b3\.\d+–3\.\d+\b", readme)) == {f"{low}–{high}"}
     assert (ROOT / "Makefile").read_text().count(f"install Python {low}-{high},") == 2
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert sorted({*PYENV_PYTHONS, *DEBIAN_PYTHONS, running}, key=lambda v: int(v.split(".")[1])) == wanted
@@ -150,6 +153,44 @@ def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
     assert venv_version(tmp_path) == "3.12"
 
 
+def test_an_old_python_whose_uv_finds_no_supported_python_says_how_to_get_one(tmp_path):
+    """When uv can neither find nor download a Python 3.10–3.15, the one line names `uv python install 3.14`."""
+    old, uv = find_python("3.9"), find_uv()
+    need(old is not None, "Python 3.9", "install it (`pyenv install 3.9`)")
+    need(uv is not None, "uv", "install it (https://docs.astral.sh/uv/)")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "uv").symlink_to(uv)
+    result = setup_with(old, tmp_path, path=str(tools), UV_PYTHON_INSTALL_DIR=str(tmp_path / "no-managed-pythons"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"workbook: Python 3.9 is outside {pythons.describe()} and uv found no Python {pythons.describe()} "
+        "(read .workbook/logs/setup.log): run `uv python install 3.14`, then run the command again"
+    ]
+
+
+def test_without_root_the_debian_root_tests_name_what_they_need(monkeypatch):
+    """As an ordinary user, the Debian root reports that it needs root, and GET_IT says how to get the rest."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert debian_root.missing() == "root (debootstrap, chroot and mount need it)"
+    assert "apt-get install debootstrap" in debian_root.GET_IT
+
+
+@pytest.mark.debian
+def test_the_roots_mounts_are_gone_after_a_failure_inside_it(tmp_path):
+    """mounted() puts /proc and /dev in the root and takes both away again when the code inside raises."""
+    need(os.name == "posix" and os.geteuid() == 0, "root", debian_root.GET_IT)
+    for place in ("proc", "dev"):
+        (tmp_path / place).mkdir()
+    with pytest.raises(RuntimeError, match="a test failed inside"):
+        with debian_root.mounted(tmp_path):
+            assert len(debian_root.mounts_under(tmp_path)) == 2
+            assert (tmp_path / "dev" / "null").is_char_device() and (tmp_path / "proc" / "self").exists()
+            raise RuntimeError("a test failed inside")
+    assert debian_root.mounts_under(tmp_path) == []
+    assert list((tmp_path / "dev").iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def debian():
     """A cached Debian testing root with /proc and /dev mounted, and this clone's HEAD ready to clone."""
@@ -184,12 +225,13 @@ def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debi
     fresh = debian_root.run(root, f"rm -rf .cache {clone} && git -c advice.detachedHead=false clone -q "
                                   f"{bundle} {clone}", timeout=120)
     assert fresh.returncode == 0, fresh.stderr
-    # The README's command, with this Python: `make step-4 run` sets up .venv/ first, then serves.
+    # The README's command: `make step-4 run` sets up .venv/ with python3 (or PYTHON) first, then serves.
+    command = "make step-4 run" + ("" if version == DEBIAN_PYTHON3 else f" PYTHON=python{version}")
     port = free_port()
     log_path = tmp_path / "make.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen(
-            debian_root.as_user(root, f"cd {clone} && make step-4 run PYTHON=python{version}"),
+            debian_root.as_user(root, f"cd {clone} && {command}"),
             env=debian_root.clean_env(PORT=str(port)), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     STARTED_GROUPS.append(server.pid)
@@ -212,13 +254,20 @@ def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debi
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=TIMEOUT)
+        try:
+            server.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+            raise AssertionError("make step-4 run did not stop on Ctrl-C") from None
     assert port_is_free(port), f"step 4 still holds port {port} after Ctrl-C"
     # The stage tests under the daphne CLI and in-process: `make step-4 run` above already covered runserver.
     started = time.monotonic()
     stages = debian_root.run(root, f"cd {clone} && python{version} -m workbook test tests/test_stages.py -q "
                                    "-p no:cacheprovider -k 'not runserver'", timeout=900)
-    print(f"python{version}: dev set-up and stage tests {time.monotonic() - started:.0f} s", file=sys.stderr)
     summary = stages.stdout.strip().splitlines()[-1:] or [stages.stderr]
+    dev_ready = re.search(r"is ready \(([\d.]+) s\)", stages.stderr)
+    print(f"python{version}: dev set-up {dev_ready.group(1) if dev_ready else '?'} s, then {summary[0]}; "
+          f"{time.monotonic() - started:.0f} s in all", file=sys.stderr)
     assert stages.returncode == 0, stages.stdout[-3000:] + stages.stderr[-2000:]
     assert " passed" in summary[0] and "failed" not in summary[0] and "skipped" not in summary[0], summary

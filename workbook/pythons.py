@@ -54,3 +54,8 @@ def versions(spec: str | None = None) -> list[str]:
 def install_env(version: tuple[int, int]) -> dict[str, str]:
     """Return the environment variables installing the locks needs on this Python (empty when none)."""
     return dict(AUTOBAHN_WORKAROUND) if tuple(version[:2]) >= NO_AUTOBAHN_WHEEL else {}
+
+
+def recommended(spec: str | None = None) -> str:
+    """Name the newest supported Python that installs the locks as they are, e.g. "3.14"."""
+    return [v for v in versions(spec) if not install_env(tuple(map(int, v.split("."))))][-1]

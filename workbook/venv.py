@@ -59,11 +59,10 @@ def is_ready(kind: str = "base", venv: Path = VENV) -> bool:
 def unsupported_message(version: tuple[int, int]) -> str:
     """Say that this Python is outside the supported range, and what to install instead."""
     have, wanted = f"{version[0]}.{version[1]}", pythons.describe()
-    newest = [v for v in pythons.versions() if not pythons.install_env(tuple(map(int, v.split("."))))][-1]
     return (
         f"Python {have} is outside the {wanted} the workbook supports: install Python {wanted}, or uv "
         f"(https://docs.astral.sh/uv/), which fetches one, then run the command again "
-        f"(e.g. PYTHON=python{newest} make …)"
+        f"(e.g. PYTHON=python{pythons.recommended()} make …)"
     )
 
 
@@ -127,7 +126,7 @@ def _create(venv: Path, log) -> str:
         create(venv, sys.executable, log)
         return ""
     if not uv_on_path:
-        raise WorkbookError(unsupported_message(here))
+        check_python(here)
     wanted = pythons.describe()
     try:
         # uv picks an installed Python in the range, or downloads one it manages.
@@ -135,7 +134,8 @@ def _create(venv: Path, log) -> str:
     except subprocess.CalledProcessError:
         raise WorkbookError(
             f"Python {here[0]}.{here[1]} is outside {wanted} and uv found no Python {wanted} "
-            f"(read {SETUP_LOG.relative_to(ROOT)}): run `uv python install`, then run the command again"
+            f"(read {SETUP_LOG.relative_to(ROOT)}): run `uv python install {pythons.recommended()}`, "
+            "then run the command again"
         ) from None
     return f", which uv provided since Python {here[0]}.{here[1]} is outside {wanted}"
 
