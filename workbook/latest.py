@@ -84,7 +84,7 @@ def candidates(minor: tuple[int, int]) -> list[str]:
     found: list[str] = []
     uv = shutil.which("uv")
     if uv:
-        done = subprocess.run([uv, "python", "find", "--no-project", version],
+        done = subprocess.run([uv, "python", "find", "--system", "--no-project", version],
                               capture_output=True, text=True, timeout=60)
         if done.returncode == 0 and done.stdout.strip():
             found.append(done.stdout.strip())
