@@ -103,7 +103,7 @@ def find_python(override: str | None = None) -> str:
         python = shutil.which(override) or override
         if _works(python) is None:
             raise WorkbookError(f"{override} (from --python or {PYTHON_ENV}) does not run: "
-                                "name a Python interpreter, e.g. --python python3.13")
+                                "name one that runs (a full path works, e.g. --python /usr/bin/python3.13)")
         return python
     (low_major, low), (high_major, high) = venv.SUPPORTED
     for minor in range(high, low - 1, -1):
