@@ -117,10 +117,8 @@ def find_python(override: str | None = None) -> str:
 # --- the virtualenv ---------------------------------------------------------------
 def requirements() -> list[str]:
     """Return pyproject's dependencies and dev group, with every bound on the stack's packages removed."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    from .registry import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     wanted = [*project["project"]["dependencies"], *project["dependency-groups"]["dev"]]
     stack = {_normal(name) for name in STACK}
@@ -183,8 +181,7 @@ def parse_block(text: str) -> list[dict[str, str]]:
     if START not in text or END not in text:
         raise WorkbookError(f"the README has no compatibility block ({START} … {END}): put the markers back")
     block = text.split(START, 1)[1].split("\n", 1)[1].split(END, 1)[0]
-    lines = [line for line in block.strip().splitlines()]
-    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in block.strip().splitlines()]
     if not cells or tuple(cells[0]) != HEADER:
         raise WorkbookError(f"the README's compatibility table must start with the header {' | '.join(HEADER)}")
     return [dict(zip(HEADER, row, strict=True)) for row in cells[2:]]
