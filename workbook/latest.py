@@ -84,7 +84,7 @@ def candidates(minor: tuple[int, int]) -> list[str]:
     found: list[str] = []
     uv = shutil.which("uv")
     if uv:
-        done = subprocess.run([uv, "python", "find", "--no-project", version],
+        done = subprocess.run([uv, "python", "find", "--system", "--no-project", version],
                               capture_output=True, text=True, timeout=60)
         if done.returncode == 0 and done.stdout.strip():
             found.append(done.stdout.strip())
@@ -103,7 +103,7 @@ def find_python(override: str | None = None) -> str:
         python = shutil.which(override) or override
         if _works(python) is None:
             raise WorkbookError(f"{override} (from --python or {PYTHON_ENV}) does not run: "
-                                "name a Python interpreter, e.g. --python python3.13")
+                                "name one that runs (a full path works, e.g. --python /usr/bin/python3.13)")
         return python
     (low_major, low), (high_major, high) = pythons.supported()
     for minor in range(high, low - 1, -1):
@@ -117,10 +117,8 @@ def find_python(override: str | None = None) -> str:
 # --- the virtualenv ---------------------------------------------------------------
 def requirements() -> list[str]:
     """Return pyproject's dependencies and dev group, with every bound on the stack's packages removed."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    from .registry import tomllib
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     wanted = [*project["project"]["dependencies"], *project["dependency-groups"]["dev"]]
     stack = {_normal(name) for name in STACK}
@@ -183,8 +181,7 @@ def parse_block(text: str) -> list[dict[str, str]]:
     if START not in text or END not in text:
         raise WorkbookError(f"the README has no compatibility block ({START} … {END}): put the markers back")
     block = text.split(START, 1)[1].split("\n", 1)[1].split(END, 1)[0]
-    lines = [line for line in block.strip().splitlines()]
-    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+    cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in block.strip().splitlines()]
     if not cells or tuple(cells[0]) != HEADER:
         raise WorkbookError(f"the README's compatibility table must start with the header {' | '.join(HEADER)}")
     return [dict(zip(HEADER, row, strict=True)) for row in cells[2:]]
