@@ -14,7 +14,7 @@ from conftest import run_python
 from packaging.markers import Marker
 from packaging.version import Version
 
-from workbook import latest, venv
+from workbook import latest, pythons, venv
 from workbook.errors import WorkbookError
 from workbook.registry import ROOT
 
@@ -125,7 +125,7 @@ def test_the_newest_python_that_runs_is_chosen_and_a_broken_shim_is_passed_over(
     """On a PATH where newer pythonX.Y are shims that fail, the newest interpreter that runs is chosen."""
     here = sys.version_info[:2]
     (tmp_path / f"python{here[0]}.{here[1]}").symlink_to(sys.executable)
-    (low_major, _), (_, high) = venv.SUPPORTED
+    (low_major, _), (_, high) = pythons.supported()
     for minor in range(here[1] + 1, high + 1):
         shim = tmp_path / f"python{low_major}.{minor}"
         shim.write_text("#!/bin/sh\necho 'pyenv: command not found' >&2\nexit 127\n")
