@@ -54,9 +54,9 @@ def jupyter_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def kernel_env(**extra: str) -> dict[str, str]:
-    """Return the environment of a headless kernel: no PYTHONPATH (as in an editor), WORKBOOK_HEADLESS set."""
+    """Return the environment of a headless kernel: no PYTHONPATH, as in an editor."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    return {**env, "WORKBOOK_HEADLESS": "1", **extra}
+    return {**env, **extra}
 
 
 def notebook_client(path: Path, timeout: float = CELL_TIMEOUT):
