@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -114,3 +115,41 @@ def no_server_left_behind():
         return
     alive = [pgid for pgid in STARTED_GROUPS if group_alive(pgid)]
     assert not alive, f"servers left running, process groups {alive}"
+
+
+def end_group(process: subprocess.Popen, grace: float = TIMEOUT) -> None:
+    """End a process that leads its own group as Ctrl-C in a terminal would; SIGKILL the group if it lingers."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.fixture
+def foreground(tmp_path):
+    """Start commands as a terminal would (own process group, output to a file); each is ended at teardown.
+
+    `start(cmd, env=…)` returns the Popen with `.log` (the file) and `.output()` (what it printed so far).
+    `base_env` replaces os.environ as the environment `env` is added to.
+    """
+    started: list[subprocess.Popen] = []
+
+    def start(cmd: list[str], env: dict | None = None, cwd=ROOT, base_env: dict | None = None) -> subprocess.Popen:
+        log = tmp_path / f"foreground-{len(started)}.log"
+        environment = {**(os.environ if base_env is None else base_env), **(env or {})}
+        with open(log, "w") as out:
+            process = subprocess.Popen(cmd, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        process.log = log
+        process.output = lambda: log.read_text(errors="replace")
+        started.append(process)
+        STARTED_GROUPS.append(process.pid)
+        return process
+
+    yield start
+    for process in started:
+        end_group(process)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import STARTED_GROUPS, need
+from conftest import need
 
 from workbook import WorkbookError, get_step
 from workbook.lan import admit
@@ -67,30 +66,15 @@ def room():
 
 
 @pytest.fixture
-def serve_in(tmp_path):
+def serve_in(foreground):
     """Start a runner command inside a namespace, as a terminal would; Ctrl-C it (or kill it) at teardown."""
-    started = []
+    # Only what the test sets: no HOST from the caller's shell, no REDIS_URL that points outside the room.
+    base = {name: value for name, value in os.environ.items() if name not in ("HOST", "PORT", "REDIS_URL")}
 
     def start(machine, *cmd: str, env: dict[str, str]) -> subprocess.Popen:
-        log = tmp_path / f"server-{len(started)}.log"
-        # Only what the test sets: no HOST from the caller's shell, no REDIS_URL that points outside the room.
-        base = {name: value for name, value in os.environ.items() if name not in ("HOST", "PORT", "REDIS_URL")}
-        process = subprocess.Popen(machine.command(*cmd), cwd=ROOT, env={**base, **env},
-                                   stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        process.log = log
-        started.append(process)
-        STARTED_GROUPS.append(process.pid)
-        return process
+        return foreground(machine.command(*cmd), env=env, base_env=base)
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    return start
 
 
 def wait_for_line(process, pattern: str, timeout: float = TIMEOUT * 2) -> re.Match:

@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import STARTED_GROUPS, group_alive
+from conftest import group_alive
 
 from workbook import client
 from workbook.registry import ROOT
@@ -39,31 +39,17 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = TIMEOUT
 
 
 @pytest.fixture
-def make_run(tmp_path):
+def make_run(foreground):
     """Start `make …` in its own process group, like a terminal would, and always end it."""
-    started = []
 
     def start(*args: str, port: int) -> subprocess.Popen:
-        log = open(tmp_path / "make.log", "w+")
-        env = {**os.environ, "PORT": str(port)}
-        process = subprocess.Popen(["make", "--no-print-directory", *args], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        process.log = log
-        started.append(process)
-        STARTED_GROUPS.append(process.pid)
-        return process
+        return foreground(["make", "--no-print-directory", *args], env={"PORT": str(port)})
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        process.log.close()
+    return start
 
 
 def output(process) -> str:
-    process.log.seek(0)
-    return process.log.read()
+    return process.output()
 
 
 def test_help_is_the_default_goal_and_lists_every_public_target():

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 
@@ -16,7 +13,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from workbook import Server, get_step, learner
-from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
 from workbook.trace import Event, format_line, parse
 
@@ -172,32 +168,6 @@ def test_parse_reads_back_the_plain_ascii_lines_too():
     noise = "WebSocket CONNECT /ws/chat/ [127.0.0.1:5000]\n"
     assert parse(noise + unicode + "\n" + ascii_line) == [Event("ws#3", "sent", "websocket.send", "text='hi'")] * 2
     assert str(parse(unicode)[0]) == unicode
-
-
-@pytest.fixture
-def foreground(tmp_path):
-    """Start a command as a terminal would (own process group, output to a file); always end it."""
-    started = []
-
-    def start(cmd: list[str], env: dict) -> subprocess.Popen:
-        log = tmp_path / f"out-{len(started)}.log"
-        with open(log, "w") as out:
-            process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        process.output = lambda: log.read_text(errors="replace")
-        started.append(process)
-        STARTED_GROUPS.append(process.pid)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 async def talk_when_up(process, port: int) -> None:
