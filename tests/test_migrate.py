@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import STARTED_GROUPS, need, steps
+from conftest import STARTED_GROUPS, need, run_python, steps
 from websockets.asyncio.client import connect
 
 from workbook import get_step
@@ -167,3 +167,15 @@ def test_run_says_nothing_about_migrations_on_a_first_run(tmp_path):
     printed = (tmp_path / "run.log").read_text()
     assert database.is_file() and not group_alive(process.pid)
     assert "migrat" not in printed.lower() and "Traceback" not in printed, printed
+
+
+def test_the_doctor_warns_of_a_migration_the_database_lacks_but_not_of_the_session_table(tmp_path):
+    """A migrated project that gains a migration file gets the unapplied-migrations warning, and exits 0."""
+    copy = fresh_copy(get_step(4), tmp_path)
+    assert migrate_if_needed(Server(copy)) is True
+    (copy / "chat" / "migrations" / "0001_initial.py").write_text(
+        "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n    operations = []\n")
+    result = run_python("-m", "workbook", "doctor", str(copy))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning [unapplied-migrations] db.sqlite3 lacks 1 migration(s)" in result.stdout
+    assert "no-session-table" not in result.stdout

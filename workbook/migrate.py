@@ -26,7 +26,8 @@ from .server import STATE_DIR, TIMEOUT, Server, settings_module, summarize_failu
 STAMPS = STATE_DIR / "migrate"
 
 # Run by the server's own Python inside the project, as `python manage.py migrate` would be; prints the
-# database file it migrated (sqlite only) so that the next start can check it without loading Django.
+# database file it migrated (sqlite only) so that the next start can check it without loading Django. It skips
+# the system checks: the server's own start reports those, in the words the learner expects.
 _MIGRATE = """\
 import json, os, sys
 sys.path.insert(0, os.getcwd())
@@ -36,7 +37,7 @@ django.setup()
 print("@@loaded@@", flush=True)
 from django.core.management import call_command
 from django.db import connection
-call_command("migrate", interactive=False, verbosity=0)
+call_command("migrate", interactive=False, verbosity=0, skip_checks=True)
 name = str(connection.settings_dict["NAME"])
 sqlite = connection.vendor == "sqlite" and name != ":memory:" and "mode=memory" not in name
 print("@@migrated@@" + json.dumps(os.path.abspath(name) if sqlite else None))
