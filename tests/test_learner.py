@@ -28,6 +28,7 @@ PARTIAL = {
     5: ("templates/index.html", "new WebSocket("),
     6: ("chat/routing.py", "chat/routing.py has no route for a room"),
     7: (None, "RedisChannelLayer"),
+    9: ("chat/consumers.py", "self.scope['user'].is_authenticated"),
 }
 # Step 7 done halfway: everything copied, but the REDIS_URL branch still picks the in-memory layer.
 HALF_DONE = {

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checkrun import HELLO, QUICK, CheckFunc, Failed, Result, Run, Unavailable, check
 from .checks_groups import redis_shares_rooms, room_route, rooms_share_messages
+from .checks_users import anonymous_refused, demo_users, login_page, sender_from_session
 from .diagnose import from_traceback, hint_for, syntax_errors
 from .errors import WorkbookError
 from .registry import Step
@@ -224,6 +225,7 @@ STEP_CHECKS: dict[int, tuple[CheckFunc, ...]] = {
     5: (page_answers, handshake_accepted, echo_over_the_wire, page_opens_socket, page_picks_scheme, page_talks_json),
     6: (page_answers, handshake_accepted, room_route, rooms_share_messages),
     7: (page_answers, handshake_accepted, room_route, rooms_share_messages, redis_shares_rooms),
+    9: (page_answers, login_page, demo_users, anonymous_refused, sender_from_session),
 }
 
 
