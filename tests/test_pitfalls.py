@@ -668,3 +668,78 @@ def test_every_finding_the_doctor_can_name_has_an_entry_and_every_link_lands():
     assert set(re.findall(r"\]\(#([\w-]+)\)", DOC)) <= _anchors()
     for target in re.findall(r"\]\((\.\./[^)#]+)\)", DOC):
         assert (ROOT / "docs" / target).exists(), target
+
+
+# --- step 9: who the scope says the user is ----------------------------------------------------------------
+def _step9_users(project) -> dict[str, str]:
+    """Create the demo users in `project`'s database (migrating it first), as `make step-9 users` does."""
+    from workbook.users import create_demo_users
+
+    create_demo_users(project)
+    return {"alice": "alice-password", "bob": "bob-password"}
+
+
+def _with_session(server, session: str) -> dict[str, str]:
+    return {"Origin": server.http_url.rstrip("/"), "Cookie": f"sessionid={session}"}
+
+
+@reproduces("no-auth-middleware")
+@pytest.mark.parametrize("how", ["runserver", "daphne"])
+async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(how, variant, serve):
+    """URLRouter alone puts no user in the scope: connect raises KeyError: 'user', the handshake gets 500."""
+    from workbook.login import login
+
+    project = variant("no-auth-middleware")
+    passwords = _step9_users(project)
+    server = serve(project, how=how)
+    session = login(server.http_url, "alice", passwords["alice"])
+    for headers in ({"Origin": server.http_url.rstrip("/")}, _with_session(server, session)):
+        with pytest.raises(InvalidStatus, match=r"HTTP 500$"):
+            await connect(server.ws_url(), additional_headers=headers, open_timeout=TIMEOUT)
+    log = server.wait_for_log(r"KeyError: 'user'").string
+    assert "Exception inside application: 'user'" in log
+
+
+@reproduces("session-from-another-project")
+async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_with_403(variant, serve):
+    """alice's sessionid from step 9 itself means nobody to a copy with its own database: 403, and the page says log in."""
+    import urllib.request
+
+    from workbook.login import login
+
+    other = serve(get_step(9))
+    session = login(other.http_url, "alice", _step9_users(get_step(9).path)["alice"])
+    server = serve(variant("session-from-another-project"))
+    with pytest.raises(InvalidStatus, match=r"HTTP 403$"):
+        await connect(server.ws_url(), additional_headers=_with_session(server, session), open_timeout=TIMEOUT)
+    request = urllib.request.Request(server.http_url, headers={"Cookie": f"sessionid={session}"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        assert 'id="login-needed"' in response.read().decode()
+    assert "Traceback" not in server.log_text()
+
+
+@reproduces("session-deleted")
+@pytest.mark.browser
+def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a_reload(variant, serve):
+    """In Chromium: log out in a second tab; the first still chats as alice, and after a reload is refused."""
+    from workbook.browser import log_in, send_from_form, wait_received
+
+    project = variant("session-deleted")
+    passwords = _step9_users(project)
+    server = serve(project)
+    with _chromium() as browser:
+        context = browser.new_context()
+        first = context.new_page()
+        log_in(first, server.http_url, "alice", passwords["alice"])
+        first.wait_for_selector('#state[data-state="open"]')
+        second = context.new_page()
+        second.goto(server.http_url)
+        second.click("#logout-form button")
+        second.wait_for_selector("#login-needed")
+        send_from_form(first, "still me?")
+        assert wait_received(first, 1) == ["<<< alice: still me?"]
+        first.reload()
+        first.wait_for_selector('#state[data-state="closed"]')
+        refused = first.locator("#log li.refused").inner_text()
+        assert refused.startswith("the server refused this socket") and refused.endswith("Log in")
+        assert first.locator("#login-needed a.login-link").get_attribute("href") == "/accounts/login/?next=/"

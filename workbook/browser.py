@@ -109,6 +109,15 @@ def open_page(browser, url: str):
     return page
 
 
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    """Log in through the project's login form (step 9 on), as a learner would; wait for the chat page."""
+    page.goto(base_url.rstrip("/") + "/accounts/login/?next=/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#username")
+
+
 def send_from_form(page, message: str) -> None:
     """Type `message` into the page's form and submit it."""
     page.fill("#message-input", message)
