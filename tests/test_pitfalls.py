@@ -698,11 +698,14 @@ async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_us
             await connect(server.ws_url(), additional_headers=headers, open_timeout=TIMEOUT)
     log = server.wait_for_log(r"KeyError: 'user'").string
     assert "Exception inside application: 'user'" in log
+    found = doctor(project)
+    assert found.returncode == 1 and "problem [no-auth-middleware]" in found.stdout, found.stdout
+    assert "AuthMiddlewareStack(URLRouter(websocket_urlpatterns))" in found.stdout
 
 
 @reproduces("session-from-another-project")
 async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_with_403(variant, serve):
-    """alice's sessionid from step 9 itself means nobody to a copy with its own database: 403, and the page says log in."""
+    """alice's sessionid from step 9 names nobody in a copy with its own database: 403, the page says log in."""
     import urllib.request
 
     from workbook.login import login

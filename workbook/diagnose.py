@@ -49,6 +49,8 @@ HINTS: tuple[tuple[str, str], ...] = (
      "({'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}})"),
     (r"No handler for message type ([\w.]+)",
      "group_send's 'type' \\1 names a consumer method with the dot made an underscore: define it, e.g. chat_message"),
+    (r"KeyError: 'user'",
+     "nothing put a user in the scope: wrap URLRouter(...) in AuthMiddlewareStack in mychannels/asgi.py"),
     (r"KeyError: 'message'",
      "receive() got JSON without a \"message\" key: send {\"message\": …}, or handle the missing key"),
     (r"JSONDecodeError|Expecting value",

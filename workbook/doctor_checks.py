@@ -174,6 +174,13 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
                 "(\"can't be used in 'await' expression\")",
                 f"route to {name.rpartition('.')[2]}.as_asgi()",
             ))
+        if consumer.get("reads_user") and "AuthMiddleware" not in facts.get("middleware", []):
+            out.append(Finding(
+                "no-auth-middleware", True,
+                f"{name} reads self.scope['user'] but no AuthMiddlewareStack wraps its route: every handshake "
+                "gets HTTP 500 (KeyError: 'user')",
+                "wrap the router in asgi.py: 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns))",
+            ))
         if consumer.get("accepts") is False:
             out.append(Finding(
                 "never-accepts", True,
