@@ -17,7 +17,8 @@ from workbook import load_steps
 from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
 
-CHAT_PAGES = chat_browser.pages()
+# Pages that refuse anonymous sockets (step 9 on) have their own browser tests, logged in, in test_users_browser.py.
+CHAT_PAGES = [(name, project) for name, project in chat_browser.pages() if not chat_browser.needs_login(project)]
 PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES]
 # Pages from the groups step on pick a room from the address (/?room=kitchen); earlier ones only echo.
 HAS_ROOMS = {
