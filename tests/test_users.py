@@ -177,3 +177,26 @@ def test_workbook_users_before_step_9_says_when_they_arrive():
     done = run_python("-m", "workbook", "users", "7")
     assert done.returncode == 1
     assert done.stderr.strip().endswith("the demo users arrive in step 9")
+
+
+@pytest.mark.redis
+async def test_alice_on_one_server_and_bob_on_another_share_a_room_through_redis(redis_servers, serve, demo_users):
+    """Two step 9 processes on one Redis: bob, on the daphne one, hears alice's message under her name."""
+    redis = redis_servers()
+    env = {"REDIS_URL": redis.url}
+    a, b = serve(USERS, env=env), serve(USERS, how="daphne", env=env)
+    async with opening(a, "/ws/chat/shared-users/", sessionid(a, "alice")) as alice, \
+            opening(b, "/ws/chat/shared-users/", sessionid(b, "bob")) as bob:
+        await alice.send(json.dumps({"message": "across processes"}))
+        assert await hears(bob) == {"message": "across processes", "user": "alice"}
+        await bob.send(json.dumps({"message": "right back", "user": "alice"}))
+        assert await hears(alice) == {"message": "across processes", "user": "alice"}
+        assert await hears(alice) == {"message": "right back", "user": "bob"}
+
+
+@pytest.mark.parametrize("how_", HOWS)
+async def test_a_fresh_clone_is_migrated_so_a_stale_cookie_is_refused_not_a_500(how_, tmp_path, serve):
+    """Served from a copy with no database, step 9 is migrated first: a leftover sessionid gets 403, never 500."""
+    server = serve(copy_of_step_9(tmp_path / "clone"), how=how_)
+    assert await refused_status(server, "leftover-from-another-tutorial") == 403
+    assert "no such table" not in server.log_text()
