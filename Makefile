@@ -45,9 +45,9 @@ final:
 list: $(BASE) ## list the steps
 	@$(VPY) -m workbook list
 
-run: $(BASE) ## run a step: make step-N run (or make run STEP=N)
+run: $(BASE) ## run a step: make step-N run (or make run STEP=N); TRACE=1 prints every websocket event
 	@test -n "$(STEP)" || { echo "make: which step? e.g. make step-4 run (make list shows them)"; exit 1; }
-	@$(VPY) -m workbook run $(STEP) --port $(PORT) --host $(HOST)
+	@$(VPY) -m workbook run $(STEP) --port $(PORT) --host $(HOST) $(if $(filter-out 0,$(TRACE)),--trace)
 
 diff: $(BASE) ## what a step changed: make step-N diff, or make diff A=2 B=4
 	@$(VPY) -m workbook diff $(if $(A),$(A) $(B),$(STEP))

@@ -1,5 +1,8 @@
 """Measure final/ under load: a 1000-client surge into rooms, echo rate against raw websockets, idle memory.
 
+The `trace` part measures what `run --trace` costs: step 04's echo rate with the trace, as a ratio to the
+same server without it.
+
 Run it with `make bench` or `python -m workbook bench` (add --write to refresh docs/benchmarks.md).
 Everything listens on 127.0.0.1 and every loop is bounded by a count or a deadline. Linux only: the memory
 figures read /proc, and the open-files limit is raised with `resource`.
@@ -31,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workbook.redis import GET_REDIS, RedisServer, binary  # noqa: E402
+from workbook.registry import get_step  # noqa: E402
 from workbook.server import Server, free_port  # noqa: E402
 
 FINAL = ROOT / "final"
@@ -295,7 +299,7 @@ _config['hosts'][0].pop('timeout')
 
 def run(args) -> dict:
     results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
-                     "load": [], "echo": {}, "memory": {}}
+                     "load": [], "echo": {}, "memory": {}, "trace": {}}
     results["open_files"] = raise_open_files(max(4096, args.clients * 4 + 1024))
     frame = json.dumps({"message": "x" * 64})
     log = print if not args.quiet else (lambda *a, **k: None)
@@ -354,6 +358,21 @@ def run(args) -> dict:
             results["echo"][name] = {"rate": rates[len(rates) // 2], "ratio": ratios[len(ratios) // 2],
                                      "ratios": [round(r[name][1], 3) for r in rounds]}
 
+    if "trace" in args.parts:
+        def step_04_rate(trace: bool) -> float:
+            # As `make step-4 run` serves it (runserver), minus the reloader.
+            label = f"bench-step04-{'trace' if trace else 'plain'}"
+            with Server(get_step(4), how="runserver", trace=trace, label=label) as server:
+                return asyncio.run(echo_rate([server.ws_url()] * args.echo_connections, args.seconds, frame))
+
+        rounds = [(plain, step_04_rate(True)) for _ in range(args.rounds) for plain in [step_04_rate(False)]]
+        for plain, traced in rounds:
+            log(f"trace  step 04: {plain:.0f} round trips/s plain, {traced:.0f} traced ({traced / plain:.2f}×)")
+        ratios = sorted(traced / plain for plain, traced in rounds)
+        results["trace"] = {"plain": sorted(r[0] for r in rounds)[len(rounds) // 2],
+                            "traced": sorted(r[1] for r in rounds)[len(rounds) // 2],
+                            "ratio": ratios[len(ratios) // 2], "ratios": [round(t / p, 3) for p, t in rounds]}
+
     if "memory" in args.parts:
         variants = [(how, SERVER_ENV[how], how) for how in args.servers]
         if "uvicorn" in args.servers:
@@ -411,6 +430,20 @@ def results_markdown(results: dict) -> str:
         lines += [f"| {name} | {v['rate']:.0f} | {v['ratio']:.2f}× | {', '.join(f'{r:.2f}' for r in v['ratios'])} |"
                   for name, v in results["echo"].items()]
         lines.append("")
+    if results.get("trace"):
+        t = results["trace"]
+        lines += [
+            f"### The cost of `run --trace`: step 04 under runserver, {a['echo_connections']} connections, "
+            f"{a['seconds']} s",
+            "",
+            f"Median of {a['rounds']} rounds; each round measures the server without the trace, then with it.",
+            "",
+            "| step 04 | round trips/s | ratio to untraced | ratio in each round |",
+            "|---|---:|---:|---|",
+            f"| without --trace | {t['plain']:.0f} | 1.00× | |",
+            f"| with --trace | {t['traced']:.0f} | {t['ratio']:.2f}× | {', '.join(f'{r:.2f}' for r in t['ratios'])} |",
+            "",
+        ]
     if results["memory"]:
         lines += [
             f"### Memory per idle connection, {a['clients']} connections (goal ≤ 35 KiB)",
@@ -460,7 +493,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each echo measurement (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="echo rounds, the median is reported (default 3)")
     parser.add_argument("--servers", nargs="*", default=["daphne", "uvicorn"], choices=["daphne", "uvicorn"])
-    parser.add_argument("--parts", nargs="+", default=["load", "echo", "memory"], choices=["load", "echo", "memory"])
+    parser.add_argument("--parts", nargs="+", default=["load", "echo", "trace", "memory"],
+                        choices=["load", "echo", "trace", "memory"])
     parser.add_argument("--no-redis", dest="redis", action="store_false", help="skip the Redis layer")
     parser.add_argument("--before", action="store_true",
                         help="also run the Redis load with step 07's layer settings, to show why final changes them")

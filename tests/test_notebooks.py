@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -18,9 +21,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import websockets
 from conftest import STARTED_GROUPS, group_alive, need
 
-from workbook import jupyter, load_steps
+from workbook import Server, get_step, jupyter, load_steps
 from workbook.server import TIMEOUT, free_port, port_is_free
 
 pytestmark = pytest.mark.notebook
@@ -88,10 +92,10 @@ def assert_gone(kernel_pid: int, servers: list[dict]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def kernel(path: Path, record: Path, cwd: Path = jupyter.NOTEBOOKS, headless: bool = True):
+async def kernel(path: Path, record: Path, cwd: Path = jupyter.NOTEBOOKS):
     """Start a real kernel (in notebooks/, as Jupyter does) for `path`; shut it down on the way out."""
     client = jupyter.notebook_client(path)
-    env = jupyter.kernel_env(WORKBOOK_SERVER_RECORD=str(record), WORKBOOK_HEADLESS="1" if headless else "")
+    env = jupyter.kernel_env(WORKBOOK_SERVER_RECORD=str(record))
     async with client.async_setup_kernel(env=env, cwd=str(cwd)):
         client.kernel_pid = client.km.provisioner.pid
         yield client
@@ -155,16 +159,43 @@ async def test_notebook_runs_headless_and_stops_its_server(path, tmp_path):
         assert recorded(record), f"{path.name} started no server through workbook.notebooks.start"
 
 
-@pytest.mark.parametrize("path", params([p for p in SERVING if "nb.page(" in p.read_text(encoding="utf-8")][:1]))
-async def test_an_interactive_run_shows_the_live_page_in_an_iframe(path, tmp_path):
-    """Without WORKBOOK_HEADLESS, nb.page() shows the running server's page in an IFrame."""
-    record = tmp_path / "servers.jsonl"
-    async with kernel(path, record, headless=False) as client:
-        await run_cells(client, until="nb.page(")
-    page_cell = next(cell for cell in reversed(client.nb.cells) if "nb.page(" in cell.source and cell.outputs)
-    shown = output_text(nbformat.v4.new_notebook(cells=[page_cell]))
-    assert "<iframe" in shown and 'src="http://127.0.0.1:' in shown
-    assert_gone(client.kernel_pid, recorded(record))
+def test_the_live_page_is_shown_as_a_link_and_a_screenshot_chromium_took_after_a_conversation():
+    """nb.page() links the page and embeds a PNG Chromium took after the form's message came back."""
+    from workbook import notebooks as nb
+    from workbook.browser import INSTALL_HINT
+
+    with Server(get_step(5)) as server:
+        # Why not an IFrame: the step's XFrameOptionsMiddleware forbids any frame of another origin.
+        with urllib.request.urlopen(server.http_url, timeout=TIMEOUT) as response:
+            assert response.headers["X-Frame-Options"] == "DENY"
+        shown = nb.page(server, say="hello from the test").data
+    if "No screenshot:" in shown:
+        need(False, "Chromium", INSTALL_HINT)
+    assert f'href="{server.http_url}"' in shown
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', shown).group(1))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 600 and height >= 300
+
+
+@pytest.mark.parametrize("path", params(sorted(jupyter.NOTEBOOKS.glob("*.ipynb"))))
+def test_notebook_writes_its_conversations_with_websockets_itself(path):
+    """No notebook talks through the workbook's client helpers; every one that talks imports websockets."""
+    code = "\n".join(cell.source for cell in read(path).cells if cell.cell_type == "code")
+    hidden = [name for name in ("from workbook import client", "client.", "nb.drive(", "handshake_status(")
+              if name in code]
+    assert not hidden, f"{path.name} hides its conversation behind {hidden}: write it with websockets in the cell"
+    if "websockets.connect(" in code or path != jupyter.START_HERE:
+        assert "import websockets" in code
+
+
+@pytest.mark.parametrize("path", params(sorted(jupyter.NOTEBOOKS.glob("*.ipynb"))))
+def test_a_cell_that_waits_with_asyncio_wait_for_catches_asyncio_timeouterror(path):
+    """asyncio.wait_for raises asyncio.TimeoutError, which the built-in TimeoutError misses on Python 3.10."""
+    for cell in read(path).cells:
+        if cell.cell_type == "code" and "wait_for(" in cell.source:
+            assert "except asyncio.TimeoutError" in cell.source, cell.source
+            assert not re.search(r"except \(?TimeoutError", cell.source), cell.source
 
 
 @pytest.mark.parametrize("path", params(SERVING[:1]))
@@ -198,6 +229,36 @@ async def test_the_same_notebook_twice_at_once_does_not_collide(path, tmp_path):
     assert {s["port"] for s in first}.isdisjoint(s["port"] for s in second)
     for pid, servers in zip(kernels, (first, second), strict=True):
         assert_gone(pid, servers)
+
+def conversation_script(path: Path) -> str:
+    """Paste a notebook's cells tagged `conversation` into a script: an `async def main(url)` run by asyncio.run."""
+    cells = [cell.source for cell in read(path).cells if "conversation" in cell.metadata.get("tags", [])]
+    assert cells, f"{path.name} tags no cell `conversation`"
+    body = "\n\n".join(textwrap.indent(cell, "    ") for cell in cells)
+    head = "import asyncio\nimport json\nimport sys\n\nimport websockets\n\n\nasync def main(url):\n"
+    return f"{head}{body}\n\n\nasyncio.run(main(sys.argv[1]))\n"
+
+
+def test_notebook_04s_conversation_runs_as_a_plain_script_against_the_step_4_server(tmp_path):
+    """Notebook 04's conversation cells, pasted into a .py with only websockets importable, talk to step 4's server."""
+    script = tmp_path / "talk.py"
+    script.write_text(conversation_script(get_step(4).notebook), encoding="utf-8")
+    # `python -S` skips site-packages: the only package the script can import is websockets, put on PYTHONPATH.
+    only = tmp_path / "only-websockets"
+    only.mkdir()
+    (only / "websockets").symlink_to(Path(websockets.__file__).parent, target_is_directory=True)
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(only)}
+    plain = [sys.executable, "-S"]
+    bare = subprocess.run([*plain, "-c", "import django"], env=env, capture_output=True, text=True)
+    assert bare.returncode != 0, "the plain interpreter can import django: the test proves nothing"
+    with Server(get_step(4)) as server:
+        result = subprocess.run([*plain, str(script), server.ws_url("/ws/chat/")], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line in ("<<< received {'message': 'hello, channels'}", "--- closed by the server with code 1011",
+                 "<<< received {'message': 'still here'}", "--- handshake refused with HTTP 500"):
+        assert line in result.stdout, f"{line!r} missing from:\n{result.stdout}"
+
 
 async def test_the_first_cell_finds_the_workbook_from_the_repository_root_too(tmp_path):
     """A kernel started in the repository root (as some editors do), without PYTHONPATH, runs start-here."""

@@ -108,7 +108,7 @@ def cmd_run(args) -> int:
     check_redis_url(getattr(project, "path", project))
     # The final project is served the way it ships, by the daphne CLI; the steps by runserver, which reloads.
     how = args.server or ("daphne" if target == "final" else "runserver")
-    server = Server(project, how=how, host=args.host, port=args.port, reload=not args.no_reload)
+    server = Server(project, how=how, host=args.host, port=args.port, reload=not args.no_reload, trace=args.trace)
     stop_following = threading.Event()
     follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
     # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
@@ -121,6 +121,9 @@ def cmd_run(args) -> int:
             f"(websocket: {server.ws_url()}). Ctrl-C stops it.",
             flush=True,
         )
+        if args.trace:
+            print("workbook: tracing websocket events: `→ app` the application receives, `app →` it sends, "
+                  "`app ✘` it raised.", flush=True)
         while server.running:
             time.sleep(0.2)
         stop_following.set()
@@ -217,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server", choices=["runserver", "daphne", "uvicorn"],
                      help="runserver (the steps' default, reloads on save) or the daphne (final's default)/uvicorn CLI")
     run.add_argument("--no-reload", action="store_true", help="do not restart on code changes")
+    run.add_argument("--trace", action="store_true",
+                     help="print every websocket event the application receives and sends (make … run TRACE=1)")
     run.set_defaults(func=cmd_run)
 
     diff = sub.add_parser("diff", help="show what changed: `diff 4` (from step 3) or `diff 2 4`")

@@ -1,7 +1,8 @@
 """Drive a project's ChatConsumer in-process with channels' WebsocketCommunicator.
 
 Every step has the same module names (`mychannels`, `chat`), so each drive runs in a fresh interpreter
-inside the project directory: `drive(step, ["hello"])` returns what happened, as a dict.
+inside the project directory: `drive(step, ["hello"])` returns what happened, as a dict, and
+`run_code(step, code)` runs a notebook cell's code there (top-level `await` allowed), returning what it printed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,26 @@ def drive(project: Step | Path, messages: list[str] = (), path: str = "/ws/chat/
     return json.loads(lines[-1])
 
 
+def run_code(project: Step | Path, code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter inside the project, Django set up, top-level await allowed."""
+    directory = project.path if isinstance(project, Step) else Path(project)
+    path = os.pathsep.join([str(directory), str(ROOT)])
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}
+    args = [sys.executable, "-m", "workbook.inprocess", "--code"]
+    return subprocess.run(args, input=code, cwd=directory, env=env, capture_output=True, encoding="utf-8",
+                          errors="replace", timeout=TIMEOUT * 2)
+
+
+def _run_code(code: str) -> None:
+    import ast
+
+    # Compiled as Jupyter compiles a cell, so the code reads the same in the notebook and here.
+    compiled = compile(code, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(compiled, {"__name__": "__main__"})
+    if asyncio.iscoroutine(result):
+        asyncio.run(result)
+
+
 async def _drive(path: str, messages: list[str]) -> dict:
     from channels.testing import WebsocketCommunicator
     from chat.consumers import ChatConsumer
@@ -47,6 +68,7 @@ async def _drive(path: str, messages: list[str]) -> dict:
         application = URLRouter(websocket_urlpatterns)
     printed = io.StringIO()
     report: dict = {"connected": False, "replies": [], "error": None}
+    # No socket here: these headers are made up, as a page on localhost would send them (STEP 03 says so).
     communicator = WebsocketCommunicator(
         application, path, headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")]
     )
@@ -71,6 +93,9 @@ def _main(argv: list[str]) -> int:
     import django
 
     django.setup()
+    if argv[:1] == ["--code"]:
+        _run_code(sys.stdin.read())
+        return 0
     report = asyncio.run(_drive(argv[0], argv[1:]))
     print(json.dumps(report))
     return 0

@@ -7,6 +7,7 @@ are stopped when the kernel exits (atexit), and when the kernel is killed (the g
 from __future__ import annotations
 
 import atexit
+import base64
 import importlib.util
 import json
 import os
@@ -24,8 +25,6 @@ from .server import TIMEOUT, Server, port_is_free
 from .venv import venv_python
 
 DEV_COMMANDS = {"lab", "notebook", "notebooks-html"}
-# Set by headless runs (tests, bench, `notebooks-html`): no browser will look at an IFrame there.
-HEADLESS = os.environ.get("WORKBOOK_HEADLESS", "") not in ("", "0")
 # When set, every server a notebook starts is appended here as a JSON line (the tests read it).
 RECORD = os.environ.get("WORKBOOK_SERVER_RECORD")
 
@@ -55,12 +54,13 @@ def start(
     show_output: bool = False,
     replace: bool = True,
     env: dict[str, str] | None = None,
+    trace: bool = False,
 ) -> Server:
     """Start a step's server on a free port and return it once it answers.
 
     Running the cell again replaces the step's server; `replace=False` starts one more beside it.
     Its start-up banner counts as seen by `output()`, unless `show_output` prints it right away.
-    `env` adds environment variables for the server (e.g. REDIS_URL).
+    `env` adds environment variables for the server (e.g. REDIS_URL); `trace` prints every ASGI event (`events()`).
     """
     step = _step(step)
     if replace:
@@ -68,13 +68,40 @@ def start(
             if number == step.number:
                 stop(old, quiet=True)
     # Server.start picks another free port itself if someone takes this one before the server binds it.
-    server = Server(step, how=how, env=env).start()
+    server = Server(step, how=how, env=env, trace=trace).start()
     _running.append((step.number, server))
     _shown[server.log_path] = 0 if show_output else len(_settled(server))
     record(server, step.id)
-    print(f"{step.label} is up on {server.http_url} ({how}); it stops with this notebook's kernel.")
+    traced = ", tracing every ASGI event" if trace else ""
+    print(f"{step.label} is up on {server.http_url} ({how}{traced}); it stops with this notebook's kernel.")
     if show_output:
         output(server)
+    return server
+
+
+class AppServer(Server):
+    """daphne serving a bare ASGI application from a file beside the notebooks: `AppServer("raw_asgi_echo:app")`."""
+
+    def __init__(self, target: str, directory: Path | None = None):
+        super().__init__(directory or Path(__file__).resolve().parent.parent / "notebooks",
+                         how="daphne", label=target.partition(":")[0])
+        self.target = target
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "daphne", "-b", self.host, "-p", str(self.port), self.target]
+
+    def start(self, timeout: float = TIMEOUT) -> AppServer:
+        # Not a Django project: no manage.py to look for.
+        return self if self.running else self._start_once(timeout)
+
+
+def serve_app(target: str) -> AppServer:
+    """Serve `module:app` from notebooks/ with daphne on a free port; it stops with the kernel."""
+    server = AppServer(target).start()
+    _running.append((-1, server))
+    _shown[server.log_path] = len(_settled(server))
+    record(server, server.label)
+    print(f"{target} is served by daphne on {server.ws_url('/')}; it stops with this notebook's kernel.")
     return server
 
 
@@ -129,23 +156,41 @@ def output(server: Server, full: bool = False) -> None:
     print(shown.rstrip("\n") if shown.strip() else "(the server printed nothing new)")
 
 
-def drive(step: Step | int | str, messages: list[str] = (), path: str = "/ws/chat/") -> dict:
-    """Run a step's consumer under channels' test client in a fresh interpreter (no server); print a transcript."""
-    from itertools import zip_longest
+def in_step(line: str, cell: str) -> None:
+    """`%%in_step 2`: run the cell's code in a fresh Python inside that step, Django set up; print its output.
 
-    from .inprocess import drive as run
+    The code may use top-level `await`, as a cell does; the kernel itself never imports the step's project.
+    """
+    from .inprocess import run_code
 
-    report = run(_step(step), list(messages), path)
-    print("--- connected: the consumer accepted" if report["connected"] else "--- the consumer did not accept")
-    for sent, received in zip_longest(messages, report["replies"]):
-        if sent is not None:
-            print(">>> sent", sent)
-        if received is not None:
-            print("<<< received", received)
-    if report["error"]:
-        print("--- the consumer raised", report["error"])
-    print("--- what the consumer printed:\n" + (report["printed"].rstrip() or "(nothing)"))
-    return report
+    step = _step(line.strip())
+    result = run_code(step, cell)
+    print(result.stdout.rstrip("\n") or "(the cell printed nothing)")
+    if result.returncode != 0:
+        # Show the cell's own frames only: the runner's are of no use to the learner.
+        lines = result.stderr.rstrip().splitlines()
+        start = next((i for i, text in enumerate(lines) if '"<cell>"' in text), 0)
+        print("\n".join(lines[:1] + lines[start:]), file=sys.stderr)
+        raise WorkbookError(f"the cell's code failed in {step.path.name}: {lines[-1] if lines else 'no output'}")
+
+
+# The server's own lines (runserver's, then the daphne CLI's), which events() leaves out.
+SERVER_LINE = re.compile(r"^(WebSocket [A-Z]+ |HTTP [A-Z]+ |Not Found: |\S+ - - \[|\d{4}-\d\d-\d\d [\d:,]+ INFO )")
+
+
+def events(server: Server) -> None:
+    """Print, since the last call, the ASGI events the trace printed and what the consumer printed between them.
+
+    The server's access lines are left out and each printed scope is folded to one line; `output()` shows all.
+    """
+    from .scopes import SCOPE, scope_keys
+
+    text = _settled(server)
+    new = text[_shown.get(server.log_path, 0):]
+    _shown[server.log_path] = len(text)
+    new = SCOPE.sub(lambda scope: f"{{… the scope, {len(scope_keys(scope.group(0)))} keys …}}", new)
+    lines = [line for line in fold_tracebacks(new, server.project).splitlines() if not SERVER_LINE.match(line)]
+    print("\n".join(lines).strip("\n") or "(no event since the last look)")
 
 
 def printed_scope(server: Server) -> str:
@@ -201,9 +246,11 @@ class Source(str):
         return str(self)
 
 
-def source(step: Step | int | str, path: str, between: tuple[str, str] | None = None, language: str | None = None):
-    """Return a file of a step (or the part between two marker lines), highlighted."""
-    text = (_step(step).path / path).read_text(encoding="utf-8")
+def source(step: Step | int | str | Path, path: str, between: tuple[str, str] | None = None,
+           language: str | None = None):
+    """Return a file of a step or directory (or the part between two marker lines), highlighted."""
+    directory = step if isinstance(step, Path) else _step(step).path
+    text = (directory / path).read_text(encoding="utf-8")
     if between:
         start, end = between
         match = re.search(re.escape(start) + r"\n(.*?)\n[ \t]*" + re.escape(end), text, re.DOTALL)
@@ -240,14 +287,39 @@ def contents():
     return Markdown("\n".join(rows))
 
 
-def page(server: Server, height: int = 420):
-    """Return the live page in an IFrame; in a headless run, a note saying where it was."""
-    from IPython.display import IFrame, Markdown
+def page(server: Server, say: str | None = None):
+    """Show the live page as a link and a screenshot taken now in headless Chromium; `say` sends it from the form.
 
-    if HEADLESS:
-        fetch(server.http_url)
-        return Markdown(f"The live page was served at `{server.http_url}`: run this notebook yourself to see it here.")
-    return IFrame(server.http_url, width="100%", height=height)
+    Not an IFrame: every step keeps XFrameOptionsMiddleware, whose `X-Frame-Options: DENY` blanks the page in one.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from IPython.display import HTML
+
+    from .browser import BrowserMissing
+
+    url = server.http_url
+    link = f'<p>The live page: <a href="{url}" target="_blank">{url}</a> (opens in a new tab)</p>'
+    try:
+        # Playwright's sync API refuses a thread with a running event loop, and the kernel's has one.
+        with ThreadPoolExecutor(1) as pool:
+            png = pool.submit(_screenshot, server.http_url, say).result()
+    except BrowserMissing as missing:
+        return HTML(f"{link}<p>No screenshot: {missing}</p>")
+    image = base64.b64encode(png).decode("ascii")
+    caption = f"Headless Chromium, just now{f', after sending {say!r} from the form' if say else ''}:"
+    return HTML(f'{link}<p>{caption}</p><img alt="the page of {server.label}" src="data:image/png;base64,{image}">')
+
+
+def _screenshot(url: str, say: str | None) -> bytes:
+    from .browser import launch, open_page, send_from_form, wait_received
+
+    with launch() as browser:
+        shown = open_page(browser, url)
+        if say:
+            send_from_form(shown, say)
+            wait_received(shown, 1)
+        return shown.screenshot(full_page=True, caret="hide", animations="disabled")
 
 
 # --- command line ----------------------------------------------------------------
@@ -278,3 +350,7 @@ def add_commands(sub) -> None:
 
 if "ipykernel" in sys.modules:
     check_kernel()
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        get_ipython().register_magic_function(in_step, "cell", "in_step")

@@ -147,6 +147,7 @@ class Server:
         env: dict[str, str] | None = None,
         label: str | None = None,
         log_path: Path | None = None,
+        trace: bool = False,
     ):
         if how not in HOWS:
             raise WorkbookError(f"unknown server {how!r}: use one of {', '.join(HOWS)}")
@@ -156,6 +157,8 @@ class Server:
             self.project = Path(project).resolve()
             self.label = label or self.project.name
         self.how, self.reload, self.extra_env = how, reload, dict(env or {})
+        # Print every websocket message the application receives and sends (workbook/trace.py).
+        self.trace = trace
         self.host = host or default_host()
         self.port = port or free_port(self.host)
         # A port we picked ourselves may be taken by someone else before the server binds it: then pick another.
@@ -191,7 +194,9 @@ class Server:
         if self.how == "runserver":
             cmd = [python, "manage.py", "runserver", f"{self._netloc}"]
             return cmd if self.reload else [*cmd, "--noreload"]
-        target = asgi_target(self.project)
+        from .trace import TARGET
+
+        target = TARGET if self.trace else asgi_target(self.project)
         if self.how == "daphne":
             return [python, "-m", "daphne", "-b", self.host, "-p", str(self.port), target]
         return [python, "-m", "uvicorn", "--host", self.host, "--port", str(self.port), target]
@@ -217,6 +222,10 @@ class Server:
         if not port_is_free(self.port, self.host):
             raise WorkbookError(busy_message(self.port, self.label))
         env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **self.extra_env}
+        if self.trace:
+            from .trace import trace_env
+
+            env.update(trace_env(self.project, self.how, self.extra_env))
         self.process = spawn_guarded(self.command(), self.log_path, cwd=self.project, env=env)
         self._record()
         try:
