@@ -92,10 +92,10 @@ def assert_gone(kernel_pid: int, servers: list[dict]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def kernel(path: Path, record: Path, cwd: Path = jupyter.NOTEBOOKS, headless: bool = True):
+async def kernel(path: Path, record: Path, cwd: Path = jupyter.NOTEBOOKS):
     """Start a real kernel (in notebooks/, as Jupyter does) for `path`; shut it down on the way out."""
     client = jupyter.notebook_client(path)
-    env = jupyter.kernel_env(WORKBOOK_SERVER_RECORD=str(record), WORKBOOK_HEADLESS="1" if headless else "")
+    env = jupyter.kernel_env(WORKBOOK_SERVER_RECORD=str(record))
     async with client.async_setup_kernel(env=env, cwd=str(cwd)):
         client.kernel_pid = client.km.provisioner.pid
         yield client

@@ -21,7 +21,8 @@ from workbook.doctor_probe import probe
 from workbook.errors import WorkbookError
 from workbook.pitfalls import load_pitfalls, materialise
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT
+from workbook.server import TIMEOUT, Server
+from workbook.trace import parse
 
 PITFALLS = load_pitfalls()
 # Pitfalls the doctor reports as warnings: the project is fine until it is run or used the wrong way.
@@ -410,6 +411,77 @@ def test_the_doctor_says_when_the_redis_of_the_channel_layer_does_not_answer():
     result = run_python("-m", "workbook", "doctor", str(get_step(7).path), env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
     assert result.returncode == 1
     assert f"problem [redis-unreachable] CHANNEL_LAYERS uses Redis at 127.0.0.1:{port}" in result.stdout
+
+
+# --- step 8: the async consumer's two mistakes ----------------------------------------------------------------
+class VerboseDaphne(Server):
+    """The daphne CLI at -v 2, the only verbosity at which daphne prints Python's warnings."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        return [*cmd[:3], "-v", "2", *cmd[3:]]
+
+
+async def _unheard(server) -> None:
+    """Send a message on an open socket and hear nothing back, though the socket stays open."""
+    async with await client.open_socket(server.ws_url("/ws/chat/kitchen/"), quiet=True) as ws:
+        await client.send_json(ws, {"message": "anyone?"}, quiet=True)
+        with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+            await client.receive(ws, timeout=2, quiet=True)
+        await asyncio.wait_for(await ws.ping(), TIMEOUT)
+
+
+@reproduces("forgot-await")
+async def test_a_group_call_without_await_sends_nothing_and_only_daphne_at_v2_says_why(variant, serve):
+    """Nobody hears the message; runserver's log is silent, the trace shows no send, daphne -v 2 prints the warning."""
+    project = variant("forgot-await")
+    quiet = serve(project, trace=True)
+    await _unheard(quiet)
+    events = [(e.direction, e.type) for e in parse(quiet.wait_for_log(r"websocket\.disconnect").string)]
+    assert ("received", "websocket.receive") in events and ("sent", "websocket.send") not in events
+    assert "never awaited" not in quiet.log_text()
+
+    verbose = VerboseDaphne(project, how="daphne")
+    try:
+        verbose.start()
+        STARTED_GROUPS.append(verbose.pid)
+        await _unheard(verbose)
+        verbose.wait_for_log(
+            r"builtins\.RuntimeWarning: coroutine 'InMemoryChannelLayer\.group_send' was never awaited")
+    finally:
+        verbose.stop()
+
+
+async def _ping_while_another_handler_runs(server) -> tuple[float, float, dict]:
+    """Return B's ping round trip when idle and while A's message is handled, and what A got back."""
+    async with await client.open_socket(server.ws_url("/ws/chat/a/"), quiet=True) as a, \
+            await client.open_socket(server.ws_url("/ws/chat/b/"), quiet=True) as b:
+        started = time.monotonic()
+        await asyncio.wait_for(await b.ping(), TIMEOUT)
+        idle = time.monotonic() - started
+        await client.send_json(a, {"message": "slow one"}, quiet=True)
+        await asyncio.sleep(0.2)  # let A's handler start its two-second call
+        started = time.monotonic()
+        await asyncio.wait_for(await b.ping(), TIMEOUT)
+        busy = time.monotonic() - started
+        return idle, busy, await client.receive(a, timeout=TIMEOUT, quiet=True)
+
+
+@reproduces("blocking-sleep")
+async def test_a_blocking_sleep_in_one_handler_stalls_every_other_connection(variant, serve, tmp_path):
+    """While A's handler runs time.sleep(2), B's ping waits for it; with await asyncio.sleep(2) it does not."""
+    blocking = variant("blocking-sleep")
+    fixed = materialise("blocking-sleep", tmp_path / "fixed")
+    consumer = fixed / "chat" / "consumers.py"
+    text = consumer.read_text().replace("import time\n", "import asyncio\n")
+    consumer.write_text(text.replace("time.sleep(2)", "await asyncio.sleep(2)"))
+
+    idle, stalled, reply = await _ping_while_another_handler_runs(serve(blocking, how="daphne"))
+    assert reply == {"message": "slow one"}
+    assert stalled > 1.2 and stalled > idle + 1.0, (idle, stalled)
+    idle, busy, reply = await _ping_while_another_handler_runs(serve(fixed, how="daphne"))
+    assert reply == {"message": "slow one"}
+    assert busy < stalled - 1.0, (idle, busy, stalled)
 
 
 # --- the browser's view: what the learner sees in the page and the console ------------------------------

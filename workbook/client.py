@@ -1,4 +1,4 @@
-"""A small websockets client for talking to a step's server, printing a readable transcript."""
+"""A small websockets client for the checks and tests (the notebooks write their conversations out instead)."""
 
 from __future__ import annotations
 

@@ -258,6 +258,28 @@ def page_findings(pages: dict, consumers: list[dict]) -> list[Finding]:
     return out
 
 
+def async_findings(project: Path) -> list[Finding]:
+    """Name coroutines called without await, and blocking calls in async handlers, from the consumers' text."""
+    from .async_lint import scan
+
+    out = []
+    for mistake in scan(project):
+        if mistake.kind == "unawaited":
+            out.append(Finding(
+                "forgot-await", True,
+                f"{mistake}: that only builds a coroutine, which never runs (the room never hears the message)",
+                "write await in front of it",
+            ))
+        else:
+            out.append(Finding(
+                "blocking-sleep", True,
+                f"{mistake}: every connection of the server process waits while it runs",
+                "await a non-blocking version (await asyncio.sleep(…)), or run it in a thread: "
+                "await sync_to_async(…)(…)",
+            ))
+    return out
+
+
 def text_findings(project: Path, module: str) -> list[Finding]:
     """Check settings.py and asgi.py as text, for a project that does not load."""
     out = []
