@@ -26,7 +26,7 @@ from workbook.trace import parse
 
 PITFALLS = load_pitfalls()
 # Pitfalls the doctor reports as warnings: the project is fine until it is run or used the wrong way.
-WARNINGS = {"no-origin-header", "inmemory-layer-two-processes"}
+WARNINGS = {"no-origin-header", "inmemory-layer-two-processes", "session-from-another-project", "session-deleted"}
 REPRODUCED: dict[str, str] = {}
 
 
@@ -791,6 +791,7 @@ async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_wi
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
         assert 'id="login-needed"' in response.read().decode()
     assert "Traceback" not in server.log_text()
+    assert slugs(await probe(server.ws_url())) == {"login-required"}
 
 
 @reproduces("session-deleted")

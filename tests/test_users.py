@@ -200,3 +200,10 @@ async def test_a_fresh_clone_is_migrated_so_a_stale_cookie_is_refused_not_a_500(
     server = serve(copy_of_step_9(tmp_path / "clone"), how=how_)
     assert await refused_status(server, "leftover-from-another-tutorial") == 403
     assert "no such table" not in server.log_text()
+
+
+def test_the_doctor_says_a_refused_anonymous_handshake_needs_a_login_not_a_fix(step9):
+    """Probing step 9 without a session is a login-required warning (exit 0), not a handshake-403 problem."""
+    done = run_python("-m", "workbook", "doctor", step9.ws_url())
+    assert done.returncode == 0, done.stdout
+    assert "warning [login-required]" in done.stdout and "handshake-403" not in done.stdout

@@ -181,6 +181,20 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
                 "gets HTTP 500 (KeyError: 'user')",
                 "wrap the router in asgi.py: 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns))",
             ))
+        elif consumer.get("reads_user"):
+            # Fine as written; these are what a learner's browser then meets (step 9's session pitfalls).
+            out.append(Finding(
+                "session-from-another-project", False,
+                f"{name} takes its user from the session: a browser holding a sessionid cookie from another "
+                "project on this host is anonymous here, so refused (HTTP 403)",
+                "log in to this project; the login replaces the cookie",
+            ))
+            out.append(Finding(
+                "session-deleted", False,
+                f"{name} reads its user at the handshake only: after a logout elsewhere an open tab still chats, "
+                "and its next handshake is refused (HTTP 403)",
+                "log in again after a logout or a flushed database",
+            ))
         if consumer.get("accepts") is False:
             out.append(Finding(
                 "never-accepts", True,
