@@ -74,6 +74,21 @@ def group_rss_kib(pgid: int) -> int:
     return total
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """Sum the CPU time (user + system) used so far by every process in process group `pgid`."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -359,19 +374,34 @@ def run(args) -> dict:
                                      "ratios": [round(r[name][1], 3) for r in rounds]}
 
     if "trace" in args.parts:
-        def step_04_rate(trace: bool) -> float:
-            # As `make step-4 run` serves it (runserver), minus the reloader.
-            label = f"bench-step04-{'trace' if trace else 'plain'}"
-            with Server(get_step(4), how="runserver", trace=trace, label=label) as server:
-                return asyncio.run(echo_rate([server.ws_url()] * args.echo_connections, args.seconds, frame))
+        # Both servers run side by side, as `make step-4 run` serves them (runserver, minus the reloader), and the
+        # rounds alternate which goes first. On a shared machine the rate swings with the neighbours' load; the
+        # server's own CPU time per round trip hardly does, so both are reported.
+        with Server(get_step(4), label="bench-step04-plain") as plain, \
+                Server(get_step(4), trace=True, label="bench-step04-trace") as traced:
+            def measure(server: Server) -> tuple[float, float]:
+                cpu = group_cpu_seconds(server.pid)
+                rate = asyncio.run(echo_rate([server.ws_url()] * args.echo_connections, args.seconds, frame))
+                return rate, (group_cpu_seconds(server.pid) - cpu) * 1000 / (rate * args.seconds)
 
-        rounds = [(plain, step_04_rate(True)) for _ in range(args.rounds) for plain in [step_04_rate(False)]]
-        for plain, traced in rounds:
-            log(f"trace  step 04: {plain:.0f} round trips/s plain, {traced:.0f} traced ({traced / plain:.2f}×)")
-        ratios = sorted(traced / plain for plain, traced in rounds)
-        results["trace"] = {"plain": sorted(r[0] for r in rounds)[len(rounds) // 2],
-                            "traced": sorted(r[1] for r in rounds)[len(rounds) // 2],
-                            "ratio": ratios[len(ratios) // 2], "ratios": [round(t / p, 3) for p, t in rounds]}
+            rounds = []
+            for k in range(args.rounds):
+                first, second = (plain, traced) if k % 2 == 0 else (traced, plain)
+                measured = {first: measure(first), second: measure(second)}
+                rounds.append((*measured[plain], *measured[traced]))
+                rate_plain, cpu_plain, rate_traced, cpu_traced = rounds[-1]
+                log(f"trace  step 04: {rate_plain:.0f} round trips/s plain, {rate_traced:.0f} traced; CPU per round "
+                    f"trip {cpu_plain:.2f} ms plain, {cpu_traced:.2f} ms traced")
+
+        def median(values):
+            return sorted(values)[len(values) // 2]
+
+        results["trace"] = {
+            "plain": median([r[0] for r in rounds]), "traced": median([r[2] for r in rounds]),
+            "ratio": median([r[2] / r[0] for r in rounds]), "ratios": [round(r[2] / r[0], 3) for r in rounds],
+            "cpu_plain_ms": median([r[1] for r in rounds]), "cpu_traced_ms": median([r[3] for r in rounds]),
+            "cpu_ratio": median([r[3] / r[1] for r in rounds]),
+        }
 
     if "memory" in args.parts:
         variants = [(how, SERVER_ENV[how], how) for how in args.servers]
@@ -436,12 +466,14 @@ def results_markdown(results: dict) -> str:
             f"### The cost of `run --trace`: step 04 under runserver, {a['echo_connections']} connections, "
             f"{a['seconds']} s",
             "",
-            f"Median of {a['rounds']} rounds; each round measures the server without the trace, then with it.",
+            f"Median of {a['rounds']} rounds; each measures both servers, running side by side, in alternating order.",
             "",
-            "| step 04 | round trips/s | ratio to untraced | ratio in each round |",
-            "|---|---:|---:|---|",
-            f"| without --trace | {t['plain']:.0f} | 1.00× | |",
-            f"| with --trace | {t['traced']:.0f} | {t['ratio']:.2f}× | {', '.join(f'{r:.2f}' for r in t['ratios'])} |",
+            "| step 04 | round trips/s | rate ratio to untraced | ratio in each round | server CPU per round trip "
+            "| CPU ratio |",
+            "|---|---:|---:|---|---:|---:|",
+            f"| without --trace | {t['plain']:.0f} | 1.00× | | {t['cpu_plain_ms']:.2f} ms | 1.00× |",
+            f"| with --trace | {t['traced']:.0f} | {t['ratio']:.2f}× | {', '.join(f'{r:.2f}' for r in t['ratios'])} "
+            f"| {t['cpu_traced_ms']:.2f} ms | {t['cpu_ratio']:.2f}× |",
             "",
         ]
     if results["memory"]:

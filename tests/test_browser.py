@@ -160,6 +160,22 @@ def test_a_message_sent_from_the_form_is_echoed_on_the_page(project, shared_serv
     assert page.input_value("#message-input") == ""
 
 
+# Pages held to showing every message as text: step 08 on, and final/ (issue 12; every page uses textContent).
+TEXT_ONLY_PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES if name >= "08"]
+MARKUP = '<img src=x onerror="window.pwned = 1"><b>bold</b> & <script>window.pwned = 2</script>'
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("project", TEXT_ONLY_PAGES)
+def test_a_message_holding_markup_is_shown_as_text_and_never_runs(project, shared_server, open_chat):
+    """A message with tags and a script is shown character for character; no element is made, nothing runs."""
+    page = open_chat(shared_server(project).http_url)
+    page.evaluate("text => chatSocket.send(JSON.stringify({message: text}))", MARKUP)
+    assert chat_browser.wait_received(page, 1) == [f"<<< {MARKUP}"]
+    assert page.locator("#log img, #log b, #log script").count() == 0
+    assert page.evaluate("window.pwned === undefined")
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("project", PAGES)
 def test_a_console_send_on_chat_socket_is_echoed_on_the_page_and_in_the_console(project, shared_server, open_chat):

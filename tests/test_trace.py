@@ -171,6 +171,7 @@ def test_parse_reads_back_the_plain_ascii_lines_too():
     ascii_line = unicode.replace("→", "->")
     noise = "WebSocket CONNECT /ws/chat/ [127.0.0.1:5000]\n"
     assert parse(noise + unicode + "\n" + ascii_line) == [Event("ws#3", "sent", "websocket.send", "text='hi'")] * 2
+    assert str(parse(unicode)[0]) == unicode
 
 
 @pytest.fixture

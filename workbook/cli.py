@@ -122,8 +122,9 @@ def cmd_run(args) -> int:
             flush=True,
         )
         if args.trace:
+            overlay = " (Django's banner says settings 'workbook.overlay': your settings, serving through the trace)"
             print("workbook: tracing websocket events: `→ app` the application receives, `app →` it sends, "
-                  "`app ✘` it raised.", flush=True)
+                  f"`app ✘` it raised{overlay if how == 'runserver' else ''}.", flush=True)
         while server.running:
             time.sleep(0.2)
         stop_following.set()

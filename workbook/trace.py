@@ -39,12 +39,18 @@ _LINE = re.compile(r"^(?P<tag>ws#\d+) (?P<arrow>→ app|-> app|app →|app ->|ap
 
 @dataclass(frozen=True)
 class Event:
-    """One traced line: which connection, which way (received, sent or raised), the message type, its detail."""
+    """One traced line: its connection (`ws#1`), direction (received, sent or raised), type and detail.
+
+    For a raised event, `type` is the exception's class and `detail` its message.
+    """
 
     connection: str
     direction: str
     type: str
     detail: str = ""
+
+    def __str__(self) -> str:
+        return format_line(self.connection, self.direction, self.type, self.detail)
 
 
 def parse(log_text: str) -> list[Event]:
