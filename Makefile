@@ -96,6 +96,11 @@ REDIS_PORT ?= 6379
 redis: $(BASE) ## run a throwaway Redis for step 7 (REDIS_PORT=6380 to move it)
 	@$(VPY) -m workbook redis --port $(REDIS_PORT)
 
+# --- users (issue 12) ----------------------------------------------------------
+.PHONY: users
+users: $(BASE) ## create step 9's demo users alice and bob (DEBUG only): make step-9 users
+	@$(VPY) -m workbook users $(or $(STEP),9)
+
 # --- pitfalls and doctor (issue 6) --------------------------------------------
 .PHONY: doctor pitfall
 

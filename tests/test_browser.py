@@ -17,7 +17,8 @@ from workbook import load_steps
 from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
 
-CHAT_PAGES = chat_browser.pages()
+# Pages that refuse anonymous sockets (step 9 on) have their own browser tests, logged in, in test_users_browser.py.
+CHAT_PAGES = [(name, project) for name, project in chat_browser.pages() if not chat_browser.needs_login(project)]
 PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES]
 # Pages from the groups step on pick a room from the address (/?room=kitchen); earlier ones only echo.
 HAS_ROOMS = {
@@ -157,6 +158,22 @@ def test_a_message_sent_from_the_form_is_echoed_on_the_page(project, shared_serv
     assert chat_browser.wait_received(page, 1) == ["<<< hello from the form"]
     assert log_lines(page, "sent") == [">>> hello from the form"]
     assert page.input_value("#message-input") == ""
+
+
+# Pages held to showing every message as text: step 08 on, and final/ (issue 12; every page uses textContent).
+TEXT_ONLY_PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES if name >= "08"]
+MARKUP = '<img src=x onerror="window.pwned = 1"><b>bold</b> & <script>window.pwned = 2</script>'
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("project", TEXT_ONLY_PAGES)
+def test_a_message_holding_markup_is_shown_as_text_and_never_runs(project, shared_server, open_chat):
+    """A message with tags and a script is shown character for character; no element is made, nothing runs."""
+    page = open_chat(shared_server(project).http_url)
+    page.evaluate("text => chatSocket.send(JSON.stringify({message: text}))", MARKUP)
+    assert chat_browser.wait_received(page, 1) == [f"<<< {MARKUP}"]
+    assert page.locator("#log img, #log b, #log script").count() == 0
+    assert page.evaluate("window.pwned === undefined")
 
 
 @pytest.mark.browser

@@ -1,4 +1,4 @@
-"""Steps 06 and 07: rooms through a channel layer, in memory and then shared by several servers through Redis."""
+"""Steps 06 to 08: rooms through a channel layer, in memory and then shared by several servers through Redis."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_the_consumer_joins_the_room_from_its_path_in_process():
     assert "'kwargs': {'room_name': 'kitchen'}" in report["printed"]
 
 
-@pytest.mark.parametrize("step", steps(6, 7))
+@pytest.mark.parametrize("step", steps(6, 7, 8))
 def test_the_page_has_a_room_picker_and_keeps_the_client(step, shared_server):
     """The page adds a room form and keeps step 05's ids, the global chatSocket and the ws/wss choice."""
     body = page(shared_server(step, "runserver").http_url)
@@ -123,9 +123,10 @@ async def test_two_processes_of_step_06_do_not_share_rooms(serve):
 # --- step 07: the Redis layer ----------------------------------------------------------------------------------
 
 
-async def test_without_redis_url_step_07_runs_on_the_in_memory_layer_and_says_so(serve):
+@pytest.mark.parametrize("step", steps(7, 8))
+async def test_without_redis_url_the_step_runs_on_the_in_memory_layer_and_says_so(step, serve):
     """With REDIS_URL unset, the startup line and the page name the in-memory layer, and rooms still work."""
-    server = serve(REDIS, env={"REDIS_URL": ""})
+    server = serve(step, env={"REDIS_URL": ""})
     server.wait_for_log(r"^channel layer: InMemoryChannelLayer \(this server process only\)$")
     assert '<code id="channel-layer">InMemoryChannelLayer (this server process only)</code>' in page(server.http_url)
     async with await client.open_socket(server.ws_url("/ws/chat/solo/"), quiet=True) as ws:
@@ -133,12 +134,13 @@ async def test_without_redis_url_step_07_runs_on_the_in_memory_layer_and_says_so
         assert await hears(ws) == {"message": "in memory"}
 
 
+@pytest.mark.parametrize("step", steps(7, 8))
 @pytest.mark.redis
-async def test_two_servers_share_a_room_through_redis(redis_servers, serve):
+async def test_two_servers_share_a_room_through_redis(step, redis_servers, serve):
     """A client of one server process reaches a client of another, runserver and daphne, through one Redis."""
     redis = redis_servers()
     env = {"REDIS_URL": redis.url}
-    a, b = serve(REDIS, env=env), serve(REDIS, how="daphne", env=env)
+    a, b = serve(step, env=env), serve(step, how="daphne", env=env)
     for server in (a, b):
         server.wait_for_log(rf"^channel layer: RedisChannelLayer at 127\.0\.0\.1:{redis.port}$")
         assert f'<code id="channel-layer">RedisChannelLayer at 127.0.0.1:{redis.port}</code>' in page(server.http_url)
@@ -154,11 +156,12 @@ async def test_two_servers_share_a_room_through_redis(redis_servers, serve):
         assert await hears_nothing(elsewhere)
 
 
+@pytest.mark.parametrize("step", steps(7, 8))
 @pytest.mark.redis
-async def test_an_idle_socket_outlives_redis_pys_five_second_read_timeout(redis_servers, serve):
+async def test_an_idle_socket_outlives_redis_pys_five_second_read_timeout(step, redis_servers, serve):
     """A socket left quiet for longer than redis-py 8's default 5 s read timeout is still open and in its room."""
     redis = redis_servers()
-    server = serve(REDIS, how="daphne", env={"REDIS_URL": redis.url})
+    server = serve(step, how="daphne", env={"REDIS_URL": redis.url})
     async with await client.open_socket(server.ws_url("/ws/chat/patient/"), quiet=True) as ws:
         # Without socket_timeout the blocked read times out after 5 s, is retried once (retry_on_error), and the
         # error frame arrives after about 10 s: wait longer than that.
@@ -167,10 +170,11 @@ async def test_an_idle_socket_outlives_redis_pys_five_second_read_timeout(redis_
         assert await hears(ws) == {"message": "still here"}
 
 
-def test_run_with_redis_url_pointing_at_nothing_says_how_to_get_a_redis_in_one_line():
+@pytest.mark.parametrize("step", steps(7, 8))
+def test_run_with_redis_url_pointing_at_nothing_says_how_to_get_a_redis_in_one_line(step):
     """`python -m workbook run 7` with a dead REDIS_URL prints one line on how to get a Redis and exits 1."""
     url = f"redis://127.0.0.1:{free_port()}/0"
-    result = run_python("-m", "workbook", "run", "7", "--port", str(free_port()), env={"REDIS_URL": url})
+    result = run_python("-m", "workbook", "run", str(step.number), "--port", str(free_port()), env={"REDIS_URL": url})
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -180,12 +184,14 @@ def test_run_with_redis_url_pointing_at_nothing_says_how_to_get_a_redis_in_one_l
     assert "Starting" not in result.stdout
 
 
+@pytest.mark.parametrize("step", steps(7, 8))
 @pytest.mark.redis
-async def test_redis_stopping_mid_run_gives_clients_an_error_and_delivery_resumes_when_it_is_back(redis_servers, serve):
+async def test_redis_stopping_mid_run_gives_clients_an_error_and_delivery_resumes_when_it_is_back(
+        step, redis_servers, serve):
     """Redis going away sends each client an error frame and a 1011 close; the servers stay up and recover."""
     redis = redis_servers()
     env = {"REDIS_URL": redis.url}
-    a, b = serve(REDIS, env=env), serve(REDIS, how="daphne", env=env)
+    a, b = serve(step, env=env), serve(step, how="daphne", env=env)
     on_a = await client.open_socket(a.ws_url("/ws/chat/outage/"), quiet=True)
     on_b = await client.open_socket(b.ws_url("/ws/chat/outage/"), quiet=True)
     await say(on_a, "before")
@@ -197,7 +203,7 @@ async def test_redis_stopping_mid_run_gives_clients_an_error_and_delivery_resume
         assert error["error"].startswith("channel layer unavailable: "), error
         assert await client.wait_closed(ws, quiet=True) == 1011
     for server in (a, b):
-        assert server.running and "<h1>Step 07 · Redis</h1>" in page(server.http_url)
+        assert server.running and f"<h1>Step {step.number:02d} · {step.title}</h1>" in page(server.http_url)
         # A handshake while Redis is away is refused outright: the consumer cannot join its room.
         assert await client.handshake_status(server.ws_url("/ws/chat/outage/"), quiet=True) == 500
 

@@ -28,6 +28,8 @@ PARTIAL = {
     5: ("templates/index.html", "new WebSocket("),
     6: ("chat/routing.py", "chat/routing.py has no route for a room"),
     7: (None, "RedisChannelLayer"),
+    8: ("chat/consumers.py", "subclass AsyncJsonWebsocketConsumer"),
+    9: ("chat/consumers.py", "self.scope['user'].is_authenticated"),
 }
 # Step 7 done halfway: everything copied, but the REDIS_URL branch still picks the in-memory layer.
 HALF_DONE = {
@@ -97,6 +99,46 @@ def test_half_done_step_fails_with_the_hint_that_names_what_is_missing(step, ws,
     assert code == 1, out
     hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
     assert hints and named in hints[0], out
+
+
+# Step 8 converted halfway: (what the snapshot's consumer says, what the learner wrote instead, the hint's words).
+HALF_ASYNC = {
+    "no-await": [("await self.channel_layer.group_send(", "self.channel_layer.group_send(")],
+    "plain-def": [("async def chat_message", "def chat_message"), ("await self.send_json(", "self.send_json(")],
+    "await-in-def": [("async def chat_message", "def chat_message")],
+    "still-receive": [("async def receive_json(self, content):\n", "async def receive(self, text_data):\n"
+                       "        content = json.loads(text_data)\n")],
+    "blocking": [("import json\n", "import json\nimport time\n"),
+                 ("        message = content['message']\n", "        message = content['message']\n"
+                                                          "        time.sleep(0.1)\n")],
+}
+HALF_ASYNC_HINTS = {
+    "no-await": "write await self.channel_layer.group_send(",
+    "plain-def": "make chat_message async def",
+    "await-in-def": "make that method async def",
+    "still-receive": "rename it receive_json(self, content)",
+    "blocking": "await asyncio.sleep(",
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(HALF_ASYNC))
+def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, ws, capsys):
+    """A missing await, a plain def, a leftover receive() or a time.sleep each fail step 8 with their own hint."""
+    step = get_step(8)
+    need_redis_for(step)
+    learner.start(8)
+    apply(step, ws)
+    consumer = ws / "chat" / "consumers.py"
+    text = consumer.read_text()
+    for done, undone in HALF_ASYNC[mistake]:
+        assert done in text
+        text = text.replace(done, undone, 1)
+    consumer.write_text(text)
+    code = learner.check()
+    out = capsys.readouterr().out
+    assert code == 1, out
+    hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
+    assert hints and HALF_ASYNC_HINTS[mistake] in hints[0], out
 
 
 def test_routing_without_the_routing_module_names_the_file_line_and_missing_module(ws, capsys):

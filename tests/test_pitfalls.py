@@ -21,11 +21,12 @@ from workbook.doctor_probe import probe
 from workbook.errors import WorkbookError
 from workbook.pitfalls import load_pitfalls, materialise
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT
+from workbook.server import TIMEOUT, Server
+from workbook.trace import parse
 
 PITFALLS = load_pitfalls()
 # Pitfalls the doctor reports as warnings: the project is fine until it is run or used the wrong way.
-WARNINGS = {"no-origin-header", "inmemory-layer-two-processes"}
+WARNINGS = {"no-origin-header", "inmemory-layer-two-processes", "session-from-another-project", "session-deleted"}
 REPRODUCED: dict[str, str] = {}
 
 
@@ -412,6 +413,77 @@ def test_the_doctor_says_when_the_redis_of_the_channel_layer_does_not_answer():
     assert f"problem [redis-unreachable] CHANNEL_LAYERS uses Redis at 127.0.0.1:{port}" in result.stdout
 
 
+# --- step 8: the async consumer's two mistakes ----------------------------------------------------------------
+class VerboseDaphne(Server):
+    """The daphne CLI at -v 2, the only verbosity at which daphne prints Python's warnings."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        return [*cmd[:3], "-v", "2", *cmd[3:]]
+
+
+async def _unheard(server) -> None:
+    """Send a message on an open socket and hear nothing back, though the socket stays open."""
+    async with await client.open_socket(server.ws_url("/ws/chat/kitchen/"), quiet=True) as ws:
+        await client.send_json(ws, {"message": "anyone?"}, quiet=True)
+        with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+            await client.receive(ws, timeout=2, quiet=True)
+        await asyncio.wait_for(await ws.ping(), TIMEOUT)
+
+
+@reproduces("forgot-await")
+async def test_a_group_call_without_await_sends_nothing_and_only_daphne_at_v2_says_why(variant, serve):
+    """Nobody hears the message; runserver's log is silent, the trace shows no send, daphne -v 2 prints the warning."""
+    project = variant("forgot-await")
+    quiet = serve(project, trace=True)
+    await _unheard(quiet)
+    events = [(e.direction, e.type) for e in parse(quiet.wait_for_log(r"websocket\.disconnect").string)]
+    assert ("received", "websocket.receive") in events and ("sent", "websocket.send") not in events
+    assert "never awaited" not in quiet.log_text()
+
+    verbose = VerboseDaphne(project, how="daphne")
+    try:
+        verbose.start()
+        STARTED_GROUPS.append(verbose.pid)
+        await _unheard(verbose)
+        verbose.wait_for_log(
+            r"builtins\.RuntimeWarning: coroutine 'InMemoryChannelLayer\.group_send' was never awaited")
+    finally:
+        verbose.stop()
+
+
+async def _ping_while_another_handler_runs(server) -> tuple[float, float, dict]:
+    """Return B's ping round trip when idle and while A's message is handled, and what A got back."""
+    async with await client.open_socket(server.ws_url("/ws/chat/a/"), quiet=True) as a, \
+            await client.open_socket(server.ws_url("/ws/chat/b/"), quiet=True) as b:
+        started = time.monotonic()
+        await asyncio.wait_for(await b.ping(), TIMEOUT)
+        idle = time.monotonic() - started
+        await client.send_json(a, {"message": "slow one"}, quiet=True)
+        await asyncio.sleep(0.2)  # let A's handler start its two-second call
+        started = time.monotonic()
+        await asyncio.wait_for(await b.ping(), TIMEOUT)
+        busy = time.monotonic() - started
+        return idle, busy, await client.receive(a, timeout=TIMEOUT, quiet=True)
+
+
+@reproduces("blocking-sleep")
+async def test_a_blocking_sleep_in_one_handler_stalls_every_other_connection(variant, serve, tmp_path):
+    """While A's handler runs time.sleep(2), B's ping waits for it; with await asyncio.sleep(2) it does not."""
+    blocking = variant("blocking-sleep")
+    fixed = materialise("blocking-sleep", tmp_path / "fixed")
+    consumer = fixed / "chat" / "consumers.py"
+    text = consumer.read_text().replace("import time\n", "import asyncio\n")
+    consumer.write_text(text.replace("time.sleep(2)", "await asyncio.sleep(2)"))
+
+    idle, stalled, reply = await _ping_while_another_handler_runs(serve(blocking, how="daphne"))
+    assert reply == {"message": "slow one"}
+    assert stalled > 1.2 and stalled > idle + 1.0, (idle, stalled)
+    idle, busy, reply = await _ping_while_another_handler_runs(serve(fixed, how="daphne"))
+    assert reply == {"message": "slow one"}
+    assert busy < stalled - 1.0, (idle, busy, stalled)
+
+
 # --- the browser's view: what the learner sees in the page and the console ------------------------------
 @contextlib.contextmanager
 def _chromium(*extra: str):
@@ -668,3 +740,82 @@ def test_every_finding_the_doctor_can_name_has_an_entry_and_every_link_lands():
     assert set(re.findall(r"\]\(#([\w-]+)\)", DOC)) <= _anchors()
     for target in re.findall(r"\]\((\.\./[^)#]+)\)", DOC):
         assert (ROOT / "docs" / target).exists(), target
+
+
+# --- step 9: who the scope says the user is ----------------------------------------------------------------
+def _step9_users(project) -> dict[str, str]:
+    """Create the demo users in `project`'s database (migrating it first), as `make step-9 users` does."""
+    from workbook.users import create_demo_users
+
+    create_demo_users(project)
+    return {"alice": "alice-password", "bob": "bob-password"}
+
+
+def _with_session(server, session: str) -> dict[str, str]:
+    return {"Origin": server.http_url.rstrip("/"), "Cookie": f"sessionid={session}"}
+
+
+@reproduces("no-auth-middleware")
+@pytest.mark.parametrize("how", ["runserver", "daphne"])
+async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(how, variant, serve):
+    """URLRouter alone puts no user in the scope: connect raises KeyError: 'user', the handshake gets 500."""
+    from workbook.login import login
+
+    project = variant("no-auth-middleware")
+    passwords = _step9_users(project)
+    server = serve(project, how=how)
+    session = login(server.http_url, "alice", passwords["alice"])
+    for headers in ({"Origin": server.http_url.rstrip("/")}, _with_session(server, session)):
+        with pytest.raises(InvalidStatus, match=r"HTTP 500$"):
+            await connect(server.ws_url(), additional_headers=headers, open_timeout=TIMEOUT)
+    log = server.wait_for_log(r"KeyError: 'user'").string
+    assert "Exception inside application: 'user'" in log
+    found = doctor(project)
+    assert found.returncode == 1 and "problem [no-auth-middleware]" in found.stdout, found.stdout
+    assert "AuthMiddlewareStack(URLRouter(websocket_urlpatterns))" in found.stdout
+
+
+@reproduces("session-from-another-project")
+async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_with_403(variant, serve):
+    """alice's sessionid from step 9 names nobody in a copy with its own database: 403, the page says log in."""
+    import urllib.request
+
+    from workbook.login import login
+
+    other = serve(get_step(9))
+    session = login(other.http_url, "alice", _step9_users(get_step(9).path)["alice"])
+    server = serve(variant("session-from-another-project"))
+    with pytest.raises(InvalidStatus, match=r"HTTP 403$"):
+        await connect(server.ws_url(), additional_headers=_with_session(server, session), open_timeout=TIMEOUT)
+    request = urllib.request.Request(server.http_url, headers={"Cookie": f"sessionid={session}"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        assert 'id="login-needed"' in response.read().decode()
+    assert "Traceback" not in server.log_text()
+    assert slugs(await probe(server.ws_url())) == {"login-required"}
+
+
+@reproduces("session-deleted")
+@pytest.mark.browser
+def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a_reload(variant, serve):
+    """In Chromium: log out in a second tab; the first still chats as alice, and after a reload is refused."""
+    from workbook.browser import log_in, send_from_form, wait_received
+
+    project = variant("session-deleted")
+    passwords = _step9_users(project)
+    server = serve(project)
+    with _chromium() as browser:
+        context = browser.new_context()
+        first = context.new_page()
+        log_in(first, server.http_url, "alice", passwords["alice"])
+        first.wait_for_selector('#state[data-state="open"]')
+        second = context.new_page()
+        second.goto(server.http_url)
+        second.click("#logout-form button")
+        second.wait_for_selector("#login-needed")
+        send_from_form(first, "still me?")
+        assert wait_received(first, 1) == ["<<< alice: still me?"]
+        first.reload()
+        first.wait_for_selector('#state[data-state="closed"]')
+        refused = first.locator("#log li.refused").inner_text()
+        assert refused.startswith("the server refused this socket") and refused.endswith("Log in")
+        assert first.locator("#login-needed a.login-link").get_attribute("href") == "/accounts/login/?next=/"

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import WorkbookError
 from .registry import ROOT, load_steps
@@ -100,13 +101,31 @@ def launch(*extra_args: str) -> Iterator:
             browser.close()
 
 
-def open_page(browser, url: str):
-    """Open `url` in a fresh context and wait until the page's socket is open; return the page."""
+def needs_login(project: Path) -> bool:
+    """Tell whether a project's chat refuses anonymous sockets (step 9 on: it has Django's login page)."""
+    return (Path(project) / "templates" / "registration" / "login.html").is_file()
+
+
+def open_page(browser, url: str, login: tuple[str, str] | None = None):
+    """Open `url` in a fresh context (logged in as `login`, a username and password, first) and wait until the
+    page's socket is open; return the page."""
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.set_default_timeout(TIMEOUT * 1000)
+    if login:
+        log_in(page, url, *login)
     page.goto(url)
     page.wait_for_selector('#state[data-state="open"]')
     return page
+
+
+def log_in(page, url: str, username: str, password: str) -> None:
+    """Log in through the login form of the site serving `url` (step 9 on), as a learner would."""
+    parts = urlsplit(url)
+    page.goto(f"{parts.scheme}://{parts.netloc}/accounts/login/?next=/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#username")
 
 
 def send_from_form(page, message: str) -> None:
@@ -162,9 +181,15 @@ def cmd_screenshots(args) -> int:
         from playwright.sync_api import Error
 
         for name, project in chosen:
+            login = None
+            if needs_login(project):
+                from .users import create_demo_users
+
+                create_demo_users(project)
+                login = ("alice", "alice-password")
             with Server(project, label=name) as server:
                 try:
-                    page = open_page(browser, server.http_url)
+                    page = open_page(browser, server.http_url, login=login)
                     converse(page)
                     target = out / f"screenshot-{name}.png"
                     size = screenshot(page, target)

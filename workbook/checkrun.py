@@ -182,9 +182,23 @@ def _probe(package: str) -> int:
         "consumer": None,
     }
     if importlib.util.find_spec("chat") and importlib.util.find_spec("chat.consumers"):
-        facts["consumer"] = hasattr(importlib.import_module("chat.consumers"), "ChatConsumer")
+        consumers = importlib.import_module("chat.consumers")
+        facts["consumer"] = hasattr(consumers, "ChatConsumer")
+        if facts["consumer"]:
+            facts["consumer_class"] = _class_facts(consumers.ChatConsumer)
     print(json.dumps(facts))
     return 0
+
+
+def _class_facts(cls) -> dict:
+    """Name a consumer's bases and, for each handler, the class that defines it and whether it is a coroutine."""
+    import inspect
+
+    methods = {}
+    for name in ("connect", "disconnect", "receive", "receive_json", "chat_message"):
+        owner = next((klass.__name__ for klass in cls.__mro__ if name in vars(klass)), None)
+        methods[name] = {"owner": owner, "coroutine": inspect.iscoroutinefunction(getattr(cls, name, None))}
+    return {"bases": [klass.__name__ for klass in cls.__mro__[1:]], "methods": methods}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .checkrun import HELLO, QUICK, CheckFunc, Failed, Result, Run, Unavailable, check
+from .checks_async import awaits_and_never_blocks, consumer_is_async_json
 from .checks_groups import redis_shares_rooms, room_route, rooms_share_messages
+from .checks_users import anonymous_refused, demo_users, login_page, sender_from_session
 from .diagnose import from_traceback, hint_for, syntax_errors
 from .errors import WorkbookError
 from .registry import Step
@@ -29,8 +31,8 @@ def compiles(run: Run) -> None:
     problems = syntax_errors(run.project)
     if problems:
         first = problems[0]
-        raise Failed("; ".join(map(str, problems)),
-                     f"open {first.file} at line {first.line}: a missing colon, bracket or quote is the usual cause")
+        usual = f"open {first.file} at line {first.line}: a missing colon, bracket or quote is the usual cause"
+        raise Failed("; ".join(map(str, problems)), hint_for(first.error, usual))
 
 
 @check("Django loads the settings and the ASGI application")
@@ -219,6 +221,9 @@ STEP_CHECKS: dict[int, tuple[CheckFunc, ...]] = {
     5: (page_answers, handshake_accepted, echo_over_the_wire, page_opens_socket, page_picks_scheme, page_talks_json),
     6: (page_answers, handshake_accepted, room_route, rooms_share_messages),
     7: (page_answers, handshake_accepted, room_route, rooms_share_messages, redis_shares_rooms),
+    8: (page_answers, handshake_accepted, consumer_is_async_json, awaits_and_never_blocks, room_route,
+        rooms_share_messages, redis_shares_rooms),
+    9: (page_answers, login_page, demo_users, anonymous_refused, sender_from_session),
 }
 
 

@@ -19,6 +19,16 @@ HINTS: tuple[tuple[str, str], ...] = (
     (r"No route found for path '([^']*)'",
      "no pattern in chat/routing.py's websocket_urlpatterns matches '\\1' "
      "(URLRouter patterns have no leading slash: r'ws/chat/$')"),
+    (r"'await' outside async function",
+     "await only works inside async def: make that method async def, as every handler of an async consumer is"),
+    (r"object NoneType can't be used in 'await' expression|'NoneType' object can't be awaited",
+     "a handler of an async consumer is a plain def, so it returns None and `await None` raises: "
+     "make connect, disconnect, receive_json and chat_message async def"),
+    (r"You cannot use AsyncToSync in the same thread as an async event loop",
+     "an async consumer awaits the layer directly: write await self.channel_layer.group_send(...), "
+     "not async_to_sync(...)(...)"),
+    (r"coroutine '([\w.]+)' was never awaited",
+     "\\1 was called without await, so it never ran: write await in front of it"),
     (r"can't be used in 'await' expression|takes \d+ positional arguments? but \d+ were given",
      "chat/routing.py routes the consumer class itself: route ChatConsumer.as_asgi()"),
     (r"No module named 'chat\.routing'",
@@ -49,6 +59,8 @@ HINTS: tuple[tuple[str, str], ...] = (
      "({'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}})"),
     (r"No handler for message type ([\w.]+)",
      "group_send's 'type' \\1 names a consumer method with the dot made an underscore: define it, e.g. chat_message"),
+    (r"KeyError: 'user'",
+     "nothing put a user in the scope: wrap URLRouter(...) in AuthMiddlewareStack in mychannels/asgi.py"),
     (r"KeyError: 'message'",
      "receive() got JSON without a \"message\" key: send {\"message\": …}, or handle the missing key"),
     (r"JSONDecodeError|Expecting value",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .doctor_checks import (
     Finding,
+    async_findings,
     database_findings,
     load_findings,
     page_findings,
@@ -96,6 +97,7 @@ def examine(project: Path | str, port: int | None = None, python: str | None = N
         findings += page_findings(pages, consumers)
     else:
         findings += text_findings(project, module) + page_findings(pages, [])
+    findings += async_findings(project)
     if port and not port_is_free(port):
         holder = who_holds(port)
         findings.append(Finding(

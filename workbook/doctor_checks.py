@@ -174,6 +174,27 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
                 "(\"can't be used in 'await' expression\")",
                 f"route to {name.rpartition('.')[2]}.as_asgi()",
             ))
+        if consumer.get("reads_user") and "AuthMiddleware" not in facts.get("middleware", []):
+            out.append(Finding(
+                "no-auth-middleware", True,
+                f"{name} reads self.scope['user'] but no AuthMiddlewareStack wraps its route: every handshake "
+                "gets HTTP 500 (KeyError: 'user')",
+                "wrap the router in asgi.py: 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns))",
+            ))
+        elif consumer.get("reads_user"):
+            # Fine as written; these are what a learner's browser then meets (step 9's session pitfalls).
+            out.append(Finding(
+                "session-from-another-project", False,
+                f"{name} takes its user from the session: a browser holding a sessionid cookie from another "
+                "project on this host is anonymous here, so refused (HTTP 403)",
+                "log in to this project; the login replaces the cookie",
+            ))
+            out.append(Finding(
+                "session-deleted", False,
+                f"{name} reads its user at the handshake only: after a logout elsewhere an open tab still chats, "
+                "and its next handshake is refused (HTTP 403)",
+                "log in again after a logout or a flushed database",
+            ))
         if consumer.get("accepts") is False:
             out.append(Finding(
                 "never-accepts", True,
@@ -247,6 +268,28 @@ def page_findings(pages: dict, consumers: list[dict]) -> list[Finding]:
                 "missing-message-key", True,
                 f"{name} sends {sorted(keys)} but the consumer reads {sorted(wanted)}: KeyError, socket closed 1011",
                 f"send the key the consumer reads, e.g. JSON.stringify({{{sorted(wanted)[0]}: …}})",
+            ))
+    return out
+
+
+def async_findings(project: Path) -> list[Finding]:
+    """Name coroutines called without await, and blocking calls in async handlers, from the consumers' text."""
+    from .async_lint import scan
+
+    out = []
+    for mistake in scan(project):
+        if mistake.kind == "unawaited":
+            out.append(Finding(
+                "forgot-await", True,
+                f"{mistake}: that only builds a coroutine, which never runs (the room never hears the message)",
+                "write await in front of it",
+            ))
+        else:
+            out.append(Finding(
+                "blocking-sleep", True,
+                f"{mistake}: every connection of the server process waits while it runs",
+                "await a non-blocking version (await asyncio.sleep(…)), or run it in a thread: "
+                "await sync_to_async(…)(…)",
             ))
     return out
 

@@ -43,6 +43,8 @@ def _consumer_facts(cls) -> dict:
     """Say whether a consumer class accepts in connect, and which JSON keys its receive reads."""
     facts = {"name": f"{cls.__module__}.{cls.__qualname__}", "accepts": None, "reads_keys": [], "parses_json": False}
     own = [k for k in cls.__mro__ if not k.__module__.startswith(("channels.", "builtins"))]
+    # Only AuthMiddlewareStack puts a user in the scope (step 9's pitfall no-auth-middleware).
+    facts["reads_user"] = any(re.search(r"scope\[['\"]user['\"]\]", inspect.getsource(k)) for k in own)
     for method in ("connect", "websocket_connect"):
         for klass in own:
             if method in vars(klass):

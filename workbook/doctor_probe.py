@@ -122,7 +122,24 @@ async def probe(url: str, frames: bool = False) -> list[Finding]:
             return out + [Finding("origin-not-allowed", True,
                             f"the server refuses Origin {own} (HTTP 403) but accepts {local}",
                             f"add {host!r} to ALLOWED_HOSTS, or serve the page from an allowed host")]
+    if with_origin == 403 and await asyncio.to_thread(_has_login_page, own, tls):
+        return out + [Finding("login-required", False,
+                              f"{parts.path} refuses anonymous handshakes (HTTP 403), and the site has Django's login "
+                              "page: the consumer admits logged-in users only, as step 9's does",
+                              "log in at /accounts/login/ first; a script logs in and sends its sessionid cookie "
+                              "(notebook 09)")]
     return out + [_refusal(with_origin, url)]
+
+
+def _has_login_page(site: str, tls: ssl.SSLContext | None) -> bool:
+    """Tell whether `site` serves Django's login form at /accounts/login/."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(site + "/accounts/login/", timeout=3, context=tls) as response:
+            return response.status == 200 and b"csrfmiddlewaretoken" in response.read()
+    except (OSError, ValueError):
+        return False
 
 
 def _refusal(status, url: str) -> Finding:

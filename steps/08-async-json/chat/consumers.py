@@ -1,0 +1,50 @@
+import json
+from pprint import pprint
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from redis.exceptions import RedisError
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    accepted = False
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        except RedisError as error:
+            # Redis is gone, so this socket can no longer hear its room. An open socket is told why before the
+            # server closes it with 1011; a handshake still in progress is refused with HTTP 500.
+            if self.accepted:
+                frame = json.dumps({'error': f'channel layer unavailable: {error}'})
+                await send({'type': 'websocket.send', 'text': frame})
+            raise
+
+    async def connect(self):
+        print('a client connected, with this scope:')
+        pprint(self.scope)
+        # /ws/chat/ names no room: it is the lobby.
+        self.room_name = self.scope['url_route']['kwargs'].get('room_name', 'lobby')
+        self.room_group_name = f'chat_{self.room_name}'
+        # The layer's calls are coroutines: an async consumer awaits them on the server's event loop.
+        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+        await self.accept()
+        self.accepted = True
+
+    async def disconnect(self, close_code):
+        print('a client disconnected, close code', close_code)
+        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+
+    async def receive_json(self, content):
+        # The base class has already parsed the frame: bad JSON or a binary frame raise before this runs,
+        # a missing "message" raises here, and each closes the socket with 1011 as in step 07.
+        message = content['message']
+
+        # Every consumer in the room, this one included, gets a chat.message event.
+        await self.channel_layer.group_send(
+            self.room_group_name, {'type': 'chat.message', 'message': message}
+        )
+
+    async def chat_message(self, event):
+        await self.send_json({
+            'message': event['message'],
+        })
