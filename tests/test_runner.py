@@ -227,3 +227,12 @@ def test_a_failing_install_is_one_line_pointing_at_the_log(tmp_path, monkeypatch
     message = str(problem.value)
     assert message.startswith("installing the packages failed")
     assert ".workbook/logs/setup.log" in message and "\n" not in message
+
+
+def test_final_is_diffed_against_the_step_it_hardens_not_the_last_step():
+    """`diff final` starts from the step steps.toml names as final's base, even when later steps exist."""
+    from workbook.registry import final
+
+    project = final()
+    assert project.number == len(load_steps()) + 1
+    assert previous(project).number == project.base == 7

@@ -104,6 +104,8 @@ def get_step(number: int | str) -> Step:
 class FinalProject(Step):
     """The finished, hardened project: run, diffed and tested like a step, but it lives in final/."""
 
+    base: int = 0  # the step it hardens, which `previous()` returns
+
     @property
     def id(self) -> str:
         return "final"
@@ -118,13 +120,16 @@ class FinalProject(Step):
 
 
 def final(registry: Path = REGISTRY) -> FinalProject:
-    """Return the final project, numbered after the last step so that `previous()` is that step."""
-    entry = {**_read(registry)["final"], "number": len(load_steps(registry)) + 1, "slug": "final"}
-    return FinalProject(**vars(_step(entry)))
+    """Return the final project, numbered after the last step; `previous()` is the step it hardens."""
+    entry = _read(registry)["final"]
+    step = _step({**entry, "number": len(load_steps(registry)) + 1, "slug": "final"})
+    return FinalProject(**vars(step), base=entry.get("base", step.number - 1))
 
 
 def previous(step: Step) -> Step | None:
-    """Return the step before `step` (the baseline for step 1), or None for the baseline."""
+    """Return the step before `step` (the baseline for step 1; for final/, the step it hardens), or None."""
+    if isinstance(step, FinalProject):
+        return get_step(step.base)
     return get_step(step.number - 1) if step.number > 0 else None
 
 
