@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import ExitStack
 
 import pytest
 
@@ -153,3 +154,16 @@ def foreground(tmp_path):
     yield start
     for process in started:
         end_group(process)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium per test module, closed at teardown even when a test fails."""
+    from workbook import browser
+
+    with ExitStack() as stack:
+        try:
+            found = stack.enter_context(browser.launch())
+        except browser.BrowserMissing as missing:
+            need(False, "a browser for the browser tests", str(missing))
+        yield found

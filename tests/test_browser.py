@@ -6,11 +6,10 @@ import os
 import re
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from conftest import need, run_python
+from conftest import run_python
 
 from workbook import browser as chat_browser
 from workbook import load_steps
@@ -68,17 +67,6 @@ def no_browser_left_behind():
     while browser_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not browser_processes(), "browser processes left running:\n" + "\n".join(browser_processes())
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """One headless Chromium for the module, closed at teardown even when a test fails."""
-    with ExitStack() as stack:
-        try:
-            found = stack.enter_context(chat_browser.launch())
-        except chat_browser.BrowserMissing as missing:
-            need(False, "a browser for the browser tests", str(missing))
-        yield found
 
 
 @pytest.fixture

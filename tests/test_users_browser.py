@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 import pytest
-from conftest import need
 
 from workbook import browser as chat_browser
 from workbook import get_step
@@ -17,17 +14,6 @@ ALICE, BOB = ("alice", "alice-password"), ("bob", "bob-password")
 HOSTILE = '<img src=x onerror="window.ran = true"><b>bold</b>'
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """One headless Chromium for the module, closed at teardown even when a test fails."""
-    with ExitStack() as stack:
-        try:
-            found = stack.enter_context(chat_browser.launch())
-        except chat_browser.BrowserMissing as missing:
-            need(False, "a browser for the browser tests", str(missing))
-        yield found
 
 
 @pytest.fixture(scope="module")
