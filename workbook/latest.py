@@ -65,19 +65,6 @@ def versions_line(found: dict[str, str]) -> str:
 
 
 # --- which Python ----------------------------------------------------------------
-def _works(python: str) -> tuple[int, int] | None:
-    """Return (major, minor) of an interpreter that runs, None for one that does not (e.g. a pyenv shim)."""
-    try:
-        done = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"],
-                              capture_output=True, text=True, timeout=30)
-    except OSError:
-        return None
-    if done.returncode != 0:
-        return None
-    major, minor = done.stdout.split()
-    return int(major), int(minor)
-
-
 def candidates(minor: tuple[int, int]) -> list[str]:
     """List the places an interpreter of this version may be: uv's finder, PATH, pyenv's versions."""
     version = f"{minor[0]}.{minor[1]}"
@@ -101,14 +88,14 @@ def find_python(override: str | None = None) -> str:
     override = override or os.environ.get(PYTHON_ENV)
     if override:
         python = shutil.which(override) or override
-        if _works(python) is None:
+        if pythons.version_of(python) is None:
             raise WorkbookError(f"{override} (from --python or {PYTHON_ENV}) does not run: "
                                 "name one that runs (a full path works, e.g. --python /usr/bin/python3.13)")
         return python
     (low_major, low), (high_major, high) = pythons.supported()
     for minor in range(high, low - 1, -1):
         for python in candidates((high_major, minor)):
-            if _works(python) == (high_major, minor):
+            if pythons.version_of(python) == (high_major, minor):
                 return python
     raise WorkbookError(f"no Python {low_major}.{low} to {high_major}.{high} found: install one "
                         f"(e.g. `uv python install {high_major}.{high}`), or set {PYTHON_ENV}")
@@ -136,7 +123,8 @@ def _normal(name: str) -> str:
 def prepare(base_python: str, quiet: bool = False) -> Path:
     """Create or refresh .venv-latest on `base_python` with the newest releases; return its interpreter."""
     python = venv.venv_python(LATEST_VENV)
-    if python.exists() and _works(str(python)) != _works(base_python):
+    base_version = pythons.version_of(base_python)
+    if python.exists() and pythons.version_of(python) != base_version:
         shutil.rmtree(LATEST_VENV)
     venv.SETUP_LOG.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
@@ -146,7 +134,7 @@ def prepare(base_python: str, quiet: bool = False) -> Path:
         try:
             if not python.exists():
                 venv.create(LATEST_VENV, base_python, log)
-            venv.install(python, ["--upgrade", *requirements()], log, pythons.install_env(_works(base_python)))
+            venv.install(python, ["--upgrade", *requirements()], log, pythons.install_env(base_version))
         except (subprocess.CalledProcessError, OSError) as exc:
             raise WorkbookError(
                 f"installing the newest releases failed ({exc}): read {venv.SETUP_LOG.relative_to(ROOT)}, "

@@ -7,6 +7,7 @@ message, not a SyntaxError.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -59,3 +60,16 @@ def install_env(version: tuple[int, int]) -> dict[str, str]:
 def recommended(spec: str | None = None) -> str:
     """Name the newest supported Python that installs the locks as they are, e.g. "3.14"."""
     return [v for v in versions(spec) if not install_env(tuple(map(int, v.split("."))))][-1]
+
+
+def version_of(python) -> tuple[int, int] | None:
+    """Return (major, minor) of an interpreter that runs, None for one that does not (e.g. a broken pyenv shim)."""
+    try:
+        done = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    major, minor = done.stdout.split()
+    return int(major), int(minor)

@@ -85,13 +85,8 @@ def busy_message(port: int, label: str, retry: str | None = None) -> str:
 
 def asgi_target(project: Path) -> str:
     """Find `package.asgi:application` for a project, from the settings module manage.py names."""
-    manage = project / "manage.py"
-    try:
-        text = manage.read_text(encoding="utf-8")
-    except OSError:
-        raise WorkbookError(f"{project} has no manage.py: is it a Django project directory?") from None
-    match = re.search(r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([\w.]+)\.settings['\"]", text)
-    package = match.group(1) if match else "mychannels"
+    module = settings_module(project)
+    package = module.removesuffix(".settings") if module.endswith(".settings") else "mychannels"
     return f"{package}.asgi:application"
 
 

@@ -113,13 +113,6 @@ def install(python: Path, args: list[str], log, env: dict[str, str] | None = Non
         _run([str(python), "-m", "pip", "install", *args], log, env)
 
 
-def _version_of(python: Path) -> tuple[int, int]:
-    out = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"],
-                         capture_output=True, text=True, check=True).stdout
-    major, minor = map(int, out.split())
-    return major, minor
-
-
 def _create(venv: Path, log) -> str:
     """Create the virtualenv; return a note for the set-up line when uv had to provide its Python."""
     here = sys.version_info[:2]
@@ -153,7 +146,9 @@ def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False) -> Path:
     with open(SETUP_LOG, "a", encoding="utf-8") as log:
         try:
             note = "" if python.exists() else _create(venv, log)
-            version = _version_of(python)
+            version = pythons.version_of(python)
+            if version is None:
+                raise OSError(f"{python} does not run")
             if not pythons.is_supported(version):
                 raise WorkbookError(
                     f"{venv.name}/ holds Python {version[0]}.{version[1]}, outside {pythons.describe()}: "
