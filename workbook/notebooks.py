@@ -113,10 +113,17 @@ def record(server: Server, name: str) -> None:
             file.write(json.dumps(entry) + "\n")
 
 
-def stop(server: Server | None = None, quiet: bool = False) -> None:
-    """Stop one server, or every server this kernel started, and check its port is free again."""
-    for one in [server] if server is not None else [running for _, running in _running]:
-        one.stop()
+def stop(*servers: Server, quiet: bool = False) -> None:
+    """Stop the given servers, or every server this kernel started, at once; check each port is free again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chosen = list(servers) or [running for _, running in _running]
+    if not chosen:
+        return
+    # Each stop waits for its process to exit; stopping them side by side costs the slowest, not the sum.
+    with ThreadPoolExecutor(len(chosen)) as pool:
+        list(pool.map(lambda one: one.stop(), chosen))
+    for one in chosen:
         _running[:] = [(number, running) for number, running in _running if running is not one]
         if not quiet:
             state = "free again" if port_is_free(one.port, one.host) else "STILL BUSY: run `make stop`"
