@@ -141,3 +141,9 @@ clean: ## remove the virtualenv, logs and caches (learner-mode backups are kept)
 	find .workbook -mindepth 1 -maxdepth 1 ! -name backups -exec rm -rf {} + 2>/dev/null || true
 	find steps final tests workbook -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 	find steps final -name db.sqlite3 -delete 2>/dev/null || true
+
+# --- instructor's kit (issue 14) ------------------------------------------------
+.PHONY: preflight
+preflight: ## is this laptop ready for the session? one line per check (send it to learners the day before)
+	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
+	@$(PYTHON) -m workbook preflight

@@ -298,6 +298,11 @@ def _bare_setup(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["preflight"]:
+            # Before the virtualenv, on purpose: a laptop without one gets its ✘ line, not a set-up.
+            from .preflight import main as preflight
+
+            return preflight(argv[1:])
         if not venv.in_venv():
             # Outside .venv only the standard library is safe: set up, then run again inside it.
             if argv[:1] == ["setup"]:
