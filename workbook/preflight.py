@@ -241,3 +241,8 @@ def main(argv: list[str]) -> int:
     extra = f"; {warned} optional item(s) missing ({marks['warn'].strip()})" if warned else ""
     print(f"preflight: ready for the session{extra} ({took})")
     return 0
+
+
+def add_commands(sub) -> None:
+    """List preflight in the help; `main` in cli.py runs it before the virtualenv is checked."""
+    sub.add_parser("preflight", help="is this laptop ready for a session? one line per check (make preflight)")
