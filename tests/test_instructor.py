@@ -128,3 +128,13 @@ def test_each_build_checkpoint_puts_a_lost_learners_workspace_at_the_start_of_it
         assert done.returncode == 0, done.stdout + done.stderr
         assert changed_files(start_of(get_step(number)), workspace) == [], number
     assert len(list(backups_dir(workspace).iterdir())) == len(CHECKPOINTS)
+
+
+def test_every_link_on_the_page_resolves_and_each_failure_has_its_troubleshooting_entry():
+    """Relative links in docs/instructor.md point at files that exist, and troubleshooting.md#SLUG anchors exist."""
+    docs = ROOT / "docs"
+    for target in re.findall(r"\]\(((?!https?://)[^)]+)\)", PAGE) + re.findall(r'<img src="([^"]+)"', PAGE):
+        path, _, anchor = target.partition("#")
+        assert (docs / path).exists(), f"docs/instructor.md links to missing {path}"
+        if anchor:
+            assert f'<a id="{anchor}"></a>' in (docs / path).read_text(encoding="utf-8"), target

@@ -127,3 +127,20 @@ def test_a_chromium_that_is_there_starts_headless_and_renders():
     need(find_chromium() is not None, "Chromium", "on Debian/Ubuntu run `sudo apt-get install chromium`")
     line = check_chromium()
     assert (line.mark, line.text.startswith("Chromium starts headless")) == ("ok", True), line
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed (use python -m workbook preflight)")
+def test_make_preflight_runs_from_the_system_python_inside_the_ready_virtualenv():
+    """`make preflight` starts from python3 outside .venv/, carries on inside it, and says `make` in its advice."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", free_port()))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(["make", "--no-print-directory", "preflight", f"PYTHON={sys._base_executable}"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT * 4,
+                              env={**os.environ, "PORT": str(port)})
+    assert done.returncode == 2, done.stdout + done.stderr  # make's own code for a recipe that failed
+    assert mark(done.stdout, "virtualenv") == "✔" and mark(done.stdout, "step 4") == "✔", done.stdout
+    assert f"or use another port for the whole session, e.g. PORT={port + 1} make step-1 run" in done.stdout
+    assert "(Ctrl-C in its terminal, or `make stop`)" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("preflight: 1 problem(s) to fix before the session")
