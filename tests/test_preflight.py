@@ -17,7 +17,7 @@ from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
 
 # What a temporary copy of the checkout needs for the preflight: the runner, the registry, step 4, the locks.
-COPIED = ["workbook", "steps/steps.toml", "steps/04-routing", "requirements", "pyproject.toml"]
+COPIED = ["workbook", "steps/steps.toml", "steps/04-routing", "requirements", "uv.lock", "pyproject.toml"]
 
 
 def mark(output: str, start: str) -> str:
@@ -39,6 +39,8 @@ def checkout(tmp_path):
     copy = tmp_path / "checkout"
     for name in COPIED:
         source, target = ROOT / name, copy / name
+        if not source.exists():  # requirements/*.lock or uv.lock, whichever this checkout pins with
+            continue
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3*"))
         else:

@@ -67,7 +67,7 @@ def check_venv() -> Line:
     """The virtualenv exists and holds what the locks pin."""
     where = f"{venv.VENV.name}/"
     if venv.is_ready("dev"):
-        return Line("ok", f"virtualenv {where} matches requirements/base.lock and dev.lock")
+        return Line("ok", f"virtualenv {where} holds what the lock pins, the notebooks' and tests' packages included")
     if venv.is_ready("base"):
         return Line("warn", f"virtualenv {where} has the steps' packages but not the notebooks' and tests': "
                             f"run {_say('setup', 'setup --dev')} (needs the network)")
