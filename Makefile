@@ -101,6 +101,15 @@ redis: $(BASE) ## run a throwaway Redis for step 7 (REDIS_PORT=6380 to move it)
 users: $(BASE) ## create step 9's demo users alice and bob (DEBUG only): make step-9 users
 	@$(VPY) -m workbook users $(or $(STEP),9)
 
+# --- instructor's kit ---------------------------------------------------------
+.PHONY: preflight agenda
+preflight: ## is this laptop ready for the session? one line per check (send it to learners the day before)
+	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
+	@$(PYTHON) -m workbook preflight
+
+agenda: $(BASE) ## regenerate docs/instructor.md's agendas and coaching notes (after steps.toml changes)
+	@$(VPY) -m workbook agenda --write
+
 # --- pitfalls and doctor (issue 6) --------------------------------------------
 .PHONY: doctor pitfall
 
@@ -141,12 +150,3 @@ clean: ## remove the virtualenv, logs and caches (learner-mode backups are kept)
 	find .workbook -mindepth 1 -maxdepth 1 ! -name backups -exec rm -rf {} + 2>/dev/null || true
 	find steps final tests workbook -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 	find steps final -name db.sqlite3 -delete 2>/dev/null || true
-
-# --- instructor's kit (issue 14) ------------------------------------------------
-.PHONY: preflight agenda
-preflight: ## is this laptop ready for the session? one line per check (send it to learners the day before)
-	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
-	@$(PYTHON) -m workbook preflight
-
-agenda: $(BASE) ## regenerate docs/instructor.md's agendas and coaching notes (after steps.toml changes)
-	@$(VPY) -m workbook agenda --write

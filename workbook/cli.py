@@ -19,7 +19,7 @@ from .errors import WorkbookError
 DEV_COMMANDS = {"test"}
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
-COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "agenda", "preflight")
+COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users")
 
 
 def _command_modules():
@@ -34,6 +34,10 @@ def _retry_hint(target: str, port: int) -> str:
     if os.environ.get("MAKELEVEL"):
         return f"PORT={port + 1} make {target} run"
     return f"python -m workbook run {target.removeprefix('step-')} --port {port + 1}"
+
+
+# The instructor's agendas and the day-before preflight.
+COMMAND_MODULES += ("agenda", "preflight")
 
 
 def steps_table() -> str:
