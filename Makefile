@@ -101,7 +101,13 @@ redis: $(BASE) ## run a throwaway Redis for step 7 (REDIS_PORT=6380 to move it)
 users: $(BASE) ## create step 9's demo users alice and bob (DEBUG only): make step-9 users
 	@$(VPY) -m workbook users $(or $(STEP),9)
 
-# --- instructor's kit ---------------------------------------------------------
+# --- pitfalls and doctor (issue 6) --------------------------------------------
+.PHONY: doctor pitfall
+
+doctor: $(BASE) ## diagnose: make doctor DIR=myproject | URL=ws://… | make step-5 doctor (none: the running server)
+	@$(VPY) -m workbook doctor $(DIR) $(URL) $(STEP)
+
+# The instructor's kit: the day-before check of a laptop, and the agendas page.
 .PHONY: preflight agenda
 preflight: ## is this laptop ready for the session? one line per check (send it to learners the day before)
 	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
@@ -109,12 +115,6 @@ preflight: ## is this laptop ready for the session? one line per check (send it 
 
 agenda: $(BASE) ## regenerate docs/instructor.md's agendas and coaching notes (after steps.toml changes)
 	@$(VPY) -m workbook agenda --write
-
-# --- pitfalls and doctor (issue 6) --------------------------------------------
-.PHONY: doctor pitfall
-
-doctor: $(BASE) ## diagnose: make doctor DIR=myproject | URL=ws://… | make step-5 doctor (none: the running server)
-	@$(VPY) -m workbook doctor $(DIR) $(URL) $(STEP)
 
 pitfall: $(BASE) ## the pitfall lab: make pitfall lists them, make pitfall P=no-as-asgi runs one broken
 	@$(VPY) -m workbook pitfall $(if $(P),run $(P),list)
