@@ -146,3 +146,21 @@ def test_make_preflight_runs_from_the_system_python_inside_the_ready_virtualenv(
     assert f"or use another port for the whole session, e.g. PORT={port + 1} make step-1 run" in done.stdout
     assert "(Ctrl-C in its terminal, or `make stop`)" in done.stdout
     assert done.stdout.splitlines()[-1].startswith("preflight: 1 problem(s) to fix before the session")
+
+
+def test_a_chromium_that_playwright_downloaded_is_found_off_the_path(tmp_path, monkeypatch):
+    """With no browser on PATH, a Chromium in Playwright's download folder is the one the browser line starts."""
+    from workbook.preflight import check_chromium, find_chromium
+
+    real = find_chromium()
+    need(real is not None and sys.platform.startswith("linux"), "Chromium on Linux",
+         "on Debian/Ubuntu run `sudo apt-get install chromium`")
+    download = tmp_path / "ms-playwright" / "chromium-1200" / "chrome-linux64" / "chrome"
+    download.parent.mkdir(parents=True)
+    download.symlink_to(real)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "ms-playwright"))
+    monkeypatch.delenv("WORKBOOK_BROWSER", raising=False)
+    assert find_chromium() == str(download)
+    line = check_chromium()
+    assert (line.mark, line.text) == ("ok", f"Chromium starts headless ({download})")

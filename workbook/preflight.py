@@ -143,9 +143,14 @@ def find_chromium() -> str | None:
         found = shutil.which(name)
         if found:
             return found
-    downloads = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
-    for candidate in sorted(downloads.glob("chromium-*/chrome-linux*/chrome"), reverse=True):
-        return str(candidate)
+    # Where `playwright install chromium` puts it on Linux, macOS and Windows.
+    caches = {"darwin": Path.home() / "Library" / "Caches", "win32": Path(os.environ.get("LOCALAPPDATA", Path.home()))}
+    downloads = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+                     or caches.get(sys.platform, Path.home() / ".cache") / "ms-playwright")
+    patterns = ("chrome-linux*/chrome", "chrome-mac*/Chromium.app/Contents/MacOS/Chromium", "chrome-win*/chrome.exe")
+    for pattern in patterns:
+        for candidate in sorted(downloads.glob(f"chromium-*/{pattern}"), reverse=True):
+            return str(candidate)
     return None
 
 
