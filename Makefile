@@ -49,8 +49,8 @@ run: $(BASE) ## run a step: make step-N run (or make run STEP=N); TRACE=1 prints
 	@test -n "$(STEP)" || { echo "make: which step? e.g. make step-4 run (make list shows them)"; exit 1; }
 	@$(VPY) -m workbook run $(STEP)$(if $(filter-out 0,$(TRACE)), --trace)
 
-diff: $(BASE) ## what a step changed: make step-N diff, or make diff A=2 B=4
-	@$(VPY) -m workbook diff $(if $(A),$(A) $(B),$(STEP))
+diff: $(BASE) ## what a step changed: make step-N diff, or make diff A=2 B=4; HTML=1: a page for the projector
+	@$(VPY) -m workbook diff $(if $(A),$(A) $(B),$(STEP))$(if $(filter-out 0,$(HTML)), --projector)
 
 scope: $(BASE) ## print the scope a step's consumer sees: make step-3 scope
 	@$(VPY) -m workbook scope $(STEP)
@@ -106,6 +106,15 @@ users: $(BASE) ## create step 9's demo users alice and bob (DEBUG only): make st
 
 doctor: $(BASE) ## diagnose: make doctor DIR=myproject | URL=ws://… | make step-5 doctor (none: the running server)
 	@$(VPY) -m workbook doctor $(DIR) $(URL) $(STEP)
+
+# The instructor's kit: the day-before check of a laptop, and the agendas page.
+.PHONY: preflight agenda
+preflight: ## is this laptop ready for the session? one line per check (send it to learners the day before)
+	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
+	@$(PYTHON) -m workbook preflight
+
+agenda: $(BASE) ## regenerate docs/instructor.md's agendas and coaching notes (after steps.toml changes)
+	@$(VPY) -m workbook agenda --write
 
 pitfall: $(BASE) ## the pitfall lab: make pitfall lists them, make pitfall P=no-as-asgi runs one broken
 	@$(VPY) -m workbook pitfall $(if $(P),run $(P),list)

@@ -36,6 +36,10 @@ def _retry_hint(target: str, port: int) -> str:
     return f"python -m workbook run {target.removeprefix('step-')} --port {port + 1}"
 
 
+# The instructor's agendas and the day-before preflight.
+COMMAND_MODULES += ("agenda", "preflight")
+
+
 def steps_table() -> str:
     """Render the step table the README shows, straight from the registry."""
     from .registry import load_steps
@@ -163,6 +167,10 @@ def cmd_diff(args) -> int:
     old = get_step(args.a) if args.b is not None else previous(new)
     if old is None:
         raise WorkbookError("step 0 is the baseline: there is nothing before it to compare with")
+    if args.projector:
+        from .diff_html import cmd_projector
+
+        return cmd_projector(old, new, args)
     if args.html:
         Path(args.html).write_text(str(as_html(old, new)), encoding="utf-8")
         print(f"workbook: wrote {args.html}")
@@ -243,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("b", nargs="?")
     diff.add_argument("--html", metavar="FILE", help="write an HTML diff to FILE")
     diff.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    diff.add_argument("--projector", action="store_true",
+                      help="write a large-type, side-by-side HTML page into build/diffs/ (make step-N diff HTML=1)")
+    diff.add_argument("--screenshot", metavar="PNG", help="with --projector: also save how Chromium renders it")
     diff.set_defaults(func=cmd_diff)
 
     scope = sub.add_parser("scope", help="connect to a step's consumer in-process and print what it prints")
@@ -298,6 +309,11 @@ def _bare_setup(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["preflight"]:
+            # Before the virtualenv, on purpose: a laptop without one gets its ✘ line, not a set-up.
+            from .preflight import main as preflight
+
+            return preflight(argv[1:])
         if not venv.in_venv():
             # Outside .venv only the standard library is safe: set up, then run again inside it.
             if argv[:1] == ["setup"]:
