@@ -19,7 +19,7 @@ from .errors import WorkbookError
 DEV_COMMANDS = {"test"}
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
-COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users")
+COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "troubleshooting")
 
 
 def _command_modules():
