@@ -96,6 +96,11 @@ REDIS_PORT ?= 6379
 redis: $(BASE) ## run a throwaway Redis for step 7 (REDIS_PORT=6380 to move it)
 	@$(VPY) -m workbook redis --port $(REDIS_PORT)
 
+# --- one room for the whole class ---------------------------------------------
+.PHONY: room
+room: $(BASE) ## serve final/ on Redis to the whole room (LAN); prints the addresses, logins and a client to give out
+	@$(VPY) -m workbook room $(or $(STEP),final)
+
 # --- users (issue 12) ----------------------------------------------------------
 .PHONY: users
 users: $(BASE) ## create step 9's demo users alice and bob (DEBUG only): make step-9 users

@@ -19,7 +19,8 @@ from .errors import WorkbookError
 DEV_COMMANDS = {"test"}
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
-COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "troubleshooting")
+COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users",
+                   "troubleshooting", "room", "chat")
 
 
 def _command_modules():
