@@ -90,16 +90,15 @@ test-browser: $(DEV) ## run only the browser tests (needs Chromium)
 bench: $(DEV) ## measure final/: 1000-client surge, echo rate, memory (writes docs/benchmarks.md)
 	@$(VPY) -m workbook bench load --write --before $(BENCH_ARGS)
 
+.PHONY: room
+room: $(BASE) ## serve final/ on Redis to the whole room (LAN): prints the addresses, logins and a client to give out
+	@$(VPY) -m workbook room $(or $(STEP),final)
+
 .PHONY: redis
 REDIS_PORT ?= 6379
 
 redis: $(BASE) ## run a throwaway Redis for step 7 (REDIS_PORT=6380 to move it)
 	@$(VPY) -m workbook redis --port $(REDIS_PORT)
-
-# --- one room for the whole class ---------------------------------------------
-.PHONY: room
-room: $(BASE) ## serve final/ on Redis to the whole room (LAN); prints the addresses, logins and a client to give out
-	@$(VPY) -m workbook room $(or $(STEP),final)
 
 # --- users (issue 12) ----------------------------------------------------------
 .PHONY: users

@@ -19,8 +19,7 @@ from .errors import WorkbookError
 DEV_COMMANDS = {"test"}
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
-COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users",
-                   "troubleshooting", "room", "chat")
+COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users")
 
 
 def _command_modules():
@@ -29,6 +28,10 @@ def _command_modules():
             module = importlib.import_module(f"workbook.{name}")
             if hasattr(module, "add_commands"):
                 yield module
+
+
+# The troubleshooting page from the failure catalogue, and the class's room with its terminal client.
+COMMAND_MODULES += ("troubleshooting", "room", "chat")
 
 
 def _retry_hint(target: str, port: int) -> str:
