@@ -90,6 +90,10 @@ test-browser: $(DEV) ## run only the browser tests (needs Chromium)
 bench: $(DEV) ## measure final/: 1000-client surge, echo rate, memory (writes docs/benchmarks.md)
 	@$(VPY) -m workbook bench load --write --before $(BENCH_ARGS)
 
+.PHONY: room
+room: $(BASE) ## serve final/ on Redis to the whole room (LAN): prints the addresses, logins and a client to give out
+	@$(VPY) -m workbook room $(or $(STEP),final)
+
 .PHONY: redis
 REDIS_PORT ?= 6379
 

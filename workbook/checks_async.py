@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .async_lint import scan
+from .catalogue import fix
 from .checkrun import Failed, Run, check
 
 HANDLERS = ("connect", "disconnect", "receive_json", "chat_message")
@@ -44,5 +45,4 @@ def awaits_and_never_blocks(run: Run) -> None:
     if first.kind == "unawaited":
         raise Failed(str(first), f"write await {first.call}(…): without await the call only builds a coroutine, "
                                  "which never runs")
-    raise Failed(str(first), "every connection of the process waits while it runs: use await asyncio.sleep(…), "
-                             "or run the blocking call in a thread with await sync_to_async(…)(…)")
+    raise Failed(str(first), f"every connection of the process waits while it runs: {fix('blocking-sleep')}")

@@ -30,6 +30,10 @@ def _command_modules():
                 yield module
 
 
+# The troubleshooting page from the failure catalogue, and the class's room with its terminal client.
+COMMAND_MODULES += ("troubleshooting", "room", "chat")
+
+
 def _retry_hint(target: str, port: int) -> str:
     if os.environ.get("MAKELEVEL"):
         return f"PORT={port + 1} make {target} run"

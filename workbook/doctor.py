@@ -24,6 +24,7 @@ from .doctor_checks import (
     settings_findings,
     socket_facts,
     text_findings,
+    websocket_code,
 )
 from .errors import WorkbookError
 from .registry import ROOT
@@ -93,7 +94,8 @@ def examine(project: Path | str, port: int | None = None, python: str | None = N
     facts = found["daphne"] if not found["daphne"]["import_error"] else found.get("runserver", {})
     if facts.get("import_error") is None and "settings" in facts:
         consumers = [r["consumer"] for r in facts["routes"] if r["consumer"]]
-        findings += settings_findings(facts, pages) + routing_findings(facts, pages) + database_findings(facts)
+        findings += settings_findings(facts, pages) + routing_findings(facts, pages, websocket_code(project))
+        findings += database_findings(facts)
         findings += page_findings(pages, consumers)
     else:
         findings += text_findings(project, module) + page_findings(pages, [])
@@ -102,7 +104,6 @@ def examine(project: Path | str, port: int | None = None, python: str | None = N
         holder = who_holds(port)
         findings.append(Finding(
             "port-in-use", True, f"port {port} is in use{f' by {holder}' if holder else ''}: a new server there fails",
-            f"stop it (`python -m workbook stop`, or Ctrl-C in its terminal), or use another port (PORT={port + 1})",
         ))
     return findings
 

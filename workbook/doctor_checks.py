@@ -8,21 +8,25 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import catalogue
 from .registry import project_files
-
-DOCS = "docs/troubleshooting.md"
 
 
 @dataclass(frozen=True)
 class Finding:
+    """One thing the doctor found; its fix comes from the failure catalogue (pitfalls/pitfalls.toml) by slug."""
+
     slug: str
     problem: bool  # False: a warning, worth knowing but not an error
     what: str
-    fix: str
+    fix: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fix", self.fix or catalogue.fix(self.slug))
 
     def render(self) -> str:
         kind = "problem" if self.problem else "warning"
-        return f"{kind} [{self.slug}] {self.what}\n    fix: {self.fix} ({DOCS}#{self.slug})"
+        return f"{kind} [{self.slug}] {self.what}\n    fix: {self.fix} ({catalogue.PAGE}#{self.slug})"
 
 
 # --- the project's text ----------------------------------------------------------------------------------
@@ -74,11 +78,9 @@ def load_findings(found: dict) -> list[Finding]:
             "routing-before-setup", True,
             f"the daphne CLI cannot load asgi.py ({error}{where}), though runserver can: "
             "asgi.py imports code that needs Django before get_asgi_application() has run",
-            "in asgi.py call get_asgi_application() first, then import your routing",
         )]
     return [Finding(
         "project-does-not-load", True, f"the project does not load: {error}{where}",
-        "run `python manage.py check` in the project and fix what the traceback names",
     )]
 
 
@@ -93,28 +95,24 @@ def settings_findings(facts: dict, pages: dict) -> list[Finding]:
             "no-daphne-app", True,
             "'daphne' is not in INSTALLED_APPS: runserver stays Django's WSGI server "
             "(\"Starting development server\") and answers websockets with 404",
-            "add 'daphne' as the first entry of INSTALLED_APPS",
         ))
     if "daphne" in apps and not settings["ASGI_APPLICATION"]:
         out.append(Finding(
             "no-asgi-application", True, "ASGI_APPLICATION is not set: daphne's runserver cannot start",
-            "set ASGI_APPLICATION = '<project>.asgi.application' in settings.py",
         ))
     for check in facts["checks"]:
         if not check["serious"]:
             continue
         if check["id"] == "daphne.E001":
-            out.append(Finding("daphne-after-staticfiles", True, f"system check daphne.E001: {check['msg']}",
-                               "move 'daphne' to the top of INSTALLED_APPS"))
+            out.append(Finding("daphne-after-staticfiles", True, f"system check daphne.E001: {check['msg']}"))
         else:
-            out.append(Finding("system-check", True, f"system check {check['id']}: {check['msg']}",
-                               "run `python manage.py check` and fix what it names"))
+            out.append(Finding("system-check", True, f"system check {check['id']}: {check['msg']}"))
     layers = settings["CHANNEL_LAYERS"]
     if any(backend and backend.endswith("InMemoryChannelLayer") for backend in layers.values()):
         out.append(Finding(
             "inmemory-layer-two-processes", False,
-            "CHANNEL_LAYERS uses InMemoryChannelLayer: groups only reach sockets in the same server process",
-            "fine for one runserver; with two processes or more use channels_redis.core.RedisChannelLayer",
+            "CHANNEL_LAYERS uses InMemoryChannelLayer: groups only reach sockets in the same server process "
+            "(fine for one runserver)",
         ))
     for host, port in settings.get("REDIS_HOSTS", []):
         try:
@@ -123,29 +121,55 @@ def settings_findings(facts: dict, pages: dict) -> list[Finding]:
             out.append(Finding(
                 "redis-unreachable", True,
                 f"CHANNEL_LAYERS uses Redis at {host}:{port}, but nothing answers there: every group call fails",
-                "start Redis (`make redis`, or `python -m workbook redis`), or fix the address in CHANNEL_LAYERS",
             ))
     return out
 
 
-def routing_findings(facts: dict, pages: dict) -> list[Finding]:
+_ROUTES = re.compile(r"^websocket_urlpatterns\s*[:=]", re.MULTILINE)
+_CONSUMER = re.compile(r"^class\s+(\w+)\s*\([^)]*\b\w*(?:Consumer)\b", re.MULTILINE)
+
+
+def websocket_code(project: Path) -> dict[str, list[str]]:
+    """Find websocket code in the project's text: modules defining websocket_urlpatterns, and consumer classes."""
+    code: dict[str, list[str]] = {"routes": [], "consumers": []}
+    for path in _files(project, (".py",)):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        name = path.relative_to(project).as_posix()
+        if _ROUTES.search(text):
+            code["routes"].append(name)
+        code["consumers"] += [f"{cls} ({name})" for cls in _CONSUMER.findall(text)]
+    return code
+
+
+def routing_findings(facts: dict, pages: dict, code: dict | None = None) -> list[Finding]:
     """Check the ASGI application: websocket entry, origin validator, routes, consumers, the pages' paths."""
     out = []
     protocols = facts["protocols"]
+    code = code or {"routes": [], "consumers": []}
     if protocols is not None and "websocket" not in protocols:
+        # Routes that nothing serves are a mistake; a consumer alone is steps 2-3, tested in-process before routing.
+        users = []
+        if pages["paths"]:
+            users.append("the pages open " + ", ".join(sorted(pages["paths"])))
+        if code["routes"]:
+            users.append(f"{', '.join(code['routes'])} defines websocket_urlpatterns")
+        consumers = ", ".join(code["consumers"])
+        if users:
+            why = "; ".join(users) + ", but nothing serves them"
+        elif consumers:
+            why = f"{consumers} exists but nothing routes to it yet: fine while you test it in-process"
+        else:
+            why = "fine until this project uses websockets"
         out.append(Finding(
-            "no-websocket-route", bool(pages["paths"]),
+            "no-websocket-route", bool(users),
             "ProtocolTypeRouter has no 'websocket' entry: every handshake gets HTTP 500 "
-            "(\"No application configured for scope type 'websocket'\")"
-            + ("" if pages["paths"] else "; fine until this project uses websockets"),
-            "add 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns)) to ProtocolTypeRouter",
+            f"(\"No application configured for scope type 'websocket'\"); {why}",
         ))
     if protocols is None and pages["paths"]:
         out.append(Finding(
-            "no-websocket-route", True,
+            "django-asgi-only", True,
             f"the ASGI application is a {facts.get('app_type')}, not a channels ProtocolTypeRouter: "
             "it cannot take websockets",
-            "wrap it: application = ProtocolTypeRouter({'http': get_asgi_application(), 'websocket': …})",
         ))
     verdicts = facts.get("origin_verdicts")
     if verdicts is not None:
@@ -156,13 +180,11 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
                 "origin-not-allowed", True,
                 f"AllowedHostsOriginValidator refuses pages on {', '.join(refused)} (ALLOWED_HOSTS = {hosts}): "
                 "their handshakes get HTTP 403",
-                "add the host your pages are served from to ALLOWED_HOSTS",
             ))
         if "*" not in facts.get("allowed_origins", []):
             out.append(Finding(
                 "no-origin-header", False,
                 "an origin validator guards the websockets: a client that sends no Origin header gets HTTP 403",
-                "browsers send one; in a script pass an Origin from an allowed host",
             ))
     for route in facts["routes"]:
         consumer = route["consumer"] or {}
@@ -172,14 +194,12 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
                 "no-as-asgi", True,
                 f"the route {route['pattern']!r} points at the class {name}: the handshake gets HTTP 500 "
                 "(\"can't be used in 'await' expression\")",
-                f"route to {name.rpartition('.')[2]}.as_asgi()",
             ))
         if consumer.get("reads_user") and "AuthMiddleware" not in facts.get("middleware", []):
             out.append(Finding(
                 "no-auth-middleware", True,
                 f"{name} reads self.scope['user'] but no AuthMiddlewareStack wraps its route: every handshake "
                 "gets HTTP 500 (KeyError: 'user')",
-                "wrap the router in asgi.py: 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns))",
             ))
         elif consumer.get("reads_user"):
             # Fine as written; these are what a learner's browser then meets (step 9's session pitfalls).
@@ -187,19 +207,16 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
                 "session-from-another-project", False,
                 f"{name} takes its user from the session: a browser holding a sessionid cookie from another "
                 "project on this host is anonymous here, so refused (HTTP 403)",
-                "log in to this project; the login replaces the cookie",
             ))
             out.append(Finding(
                 "session-deleted", False,
                 f"{name} reads its user at the handshake only: after a logout elsewhere an open tab still chats, "
                 "and its next handshake is refused (HTTP 403)",
-                "log in again after a logout or a flushed database",
             ))
         if consumer.get("accepts") is False:
             out.append(Finding(
                 "never-accepts", True,
                 f"{name}.connect() never calls self.accept(): clients hang, then drop (code 1006) after 5 s",
-                "call self.accept() in connect() (or self.close() to refuse on purpose)",
             ))
     for path, routed in sorted(facts.get("page_paths", {}).items()):
         if routed is False:
@@ -208,7 +225,6 @@ def routing_findings(facts: dict, pages: dict) -> list[Finding]:
                 "path-mismatch", True,
                 f"the page opens {path} but no websocket route matches it (patterns: {patterns}): "
                 f"HTTP 500, \"No route found for path '{path.lstrip('/')}'\"",
-                "make the page's URL and websocket_urlpatterns agree",
             ))
     return out
 
@@ -224,24 +240,21 @@ def database_findings(facts: dict) -> list[Finding]:
     reader = ("AuthMiddlewareStack reads" if "AuthMiddleware" in middleware else "SessionMiddleware reads" if stack
               else "Django's sessions (the admin's login) read")
     name, unapplied = database.get("name", "the database"), database.get("unapplied") or 0
-    fix = "run `python manage.py migrate` in the project, then restart the server"
     if not database.get("exists", True):
         return [Finding(
             "no-session-table", False,
             f"{name} does not exist yet and {reader} sessions from it: served by hand before `migrate`, "
             "a request that carries a sessionid cookie gets HTTP 500 (\"no such table: django_session\")",
-            "run `python manage.py migrate` before `runserver` (`make step-N run` migrates for you)",
         )]
     if database.get("session_table") is False:
         return [Finding(
             "no-session-table", True,
             f"{name} has no django_session table ({unapplied} unapplied migration(s)) and {reader} sessions from "
             "it: a handshake that carries a sessionid cookie gets HTTP 500 (\"no such table: django_session\")",
-            fix,
         )]
     if unapplied:
         return [Finding("unapplied-migrations", False,
-                        f"{name} lacks {unapplied} migration(s): code that uses those models fails", fix)]
+                        f"{name} lacks {unapplied} migration(s): code that uses those models fails")]
     return []
 
 
@@ -252,14 +265,12 @@ def page_findings(pages: dict, consumers: list[dict]) -> list[Finding]:
         out.append(Finding(
             "mixed-content", True,
             f"{', '.join(pages['insecure_only'])} always opens ws://: served over https, the browser blocks it",
-            "choose the scheme from the page: location.protocol === 'https:' ? 'wss://' : 'ws://'",
         ))
     if any(c.get("parses_json") for c in consumers):
         for send in pages["plain_sends"]:
             out.append(Finding(
                 "plain-text-frame", True,
                 f"{send} sends plain text but the consumer parses JSON: it raises and the socket closes with 1011",
-                "send JSON.stringify({message: …})",
             ))
     wanted = {key for c in consumers for key in c.get("reads_keys", [])}
     for name, keys in pages["sent_keys"]:
@@ -267,7 +278,6 @@ def page_findings(pages: dict, consumers: list[dict]) -> list[Finding]:
             out.append(Finding(
                 "missing-message-key", True,
                 f"{name} sends {sorted(keys)} but the consumer reads {sorted(wanted)}: KeyError, socket closed 1011",
-                f"send the key the consumer reads, e.g. JSON.stringify({{{sorted(wanted)[0]}: …}})",
             ))
     return out
 
@@ -282,14 +292,11 @@ def async_findings(project: Path) -> list[Finding]:
             out.append(Finding(
                 "forgot-await", True,
                 f"{mistake}: that only builds a coroutine, which never runs (the room never hears the message)",
-                "write await in front of it",
             ))
         else:
             out.append(Finding(
                 "blocking-sleep", True,
                 f"{mistake}: every connection of the server process waits while it runs",
-                "await a non-blocking version (await asyncio.sleep(…)), or run it in a thread: "
-                "await sync_to_async(…)(…)",
             ))
     return out
 
@@ -308,27 +315,22 @@ def text_findings(project: Path, module: str) -> list[Finding]:
     except (OSError, SyntaxError, ValueError, StopIteration):
         apps = None
     if apps is not None and "daphne" not in apps:
-        out.append(Finding("no-daphne-app", True, "INSTALLED_APPS has no 'daphne' (read from settings.py)",
-                           "add 'daphne' as the first entry of INSTALLED_APPS"))
+        out.append(Finding("no-daphne-app", True, "INSTALLED_APPS has no 'daphne' (read from settings.py)"))
     elif apps and "django.contrib.staticfiles" in apps and apps.index("daphne") > apps.index(
             "django.contrib.staticfiles"):
-        out.append(Finding("daphne-after-staticfiles", True, "'daphne' comes after staticfiles (from the text)",
-                           "move 'daphne' to the top of INSTALLED_APPS"))
+        out.append(Finding("daphne-after-staticfiles", True, "'daphne' comes after staticfiles (from the text)"))
     asgi = package / "asgi.py"
     text = asgi.read_text(encoding="utf-8") if asgi.exists() else ""
     routing_at = re.search(r"^from (?!channels\.)[\w.]*routing import", text, re.MULTILINE)
     setup_at = re.search(r"get_asgi_application\(\)", text)
     if routing_at and setup_at and routing_at.start() < setup_at.start():
-        out.append(Finding("routing-before-setup", True, "asgi.py imports routing before get_asgi_application()",
-                           "call get_asgi_application() first, then import your routing"))
+        out.append(Finding("routing-before-setup", True, "asgi.py imports routing before get_asgi_application()"))
     if text and "ProtocolTypeRouter" in text and not re.search(r"['\"]websocket['\"]\s*:", text):
-        out.append(Finding("no-websocket-route", True, "asgi.py's ProtocolTypeRouter has no 'websocket' key",
-                           "add 'websocket': AuthMiddlewareStack(URLRouter(websocket_urlpatterns))"))
+        out.append(Finding("no-websocket-route", True, "asgi.py's ProtocolTypeRouter has no 'websocket' key"))
     for routing in _files(project, ("routing.py",)):
         for line in routing.read_text(encoding="utf-8").splitlines():
             if re.search(r"(re_)?path\(.*\b\w*Consumer\s*\)", line) and ".as_asgi(" not in line:
-                out.append(Finding("no-as-asgi", True, f"{routing.relative_to(project)}: {line.strip()}",
-                                   "route to YourConsumer.as_asgi()"))
+                out.append(Finding("no-as-asgi", True, f"{routing.relative_to(project)}: {line.strip()}"))
     return out
 
 

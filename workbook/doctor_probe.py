@@ -62,16 +62,13 @@ async def _frames(url: str, origin: str, frames: bool, tls) -> list[Finding]:
             result, data = await _exchange(ws, text)
         if kind == "json" and result == "closed":
             out.append(Finding("consumer-raises", True,
-                               f'{{"message": "doctor"}} closed the socket with code {data}: the consumer raised',
-                               "read the traceback in the server log"))
+                               f'{{"message": "doctor"}} closed the socket with code {data}: the consumer raised'))
         elif kind == "json" and result == "silent":
-            out.append(Finding("no-reply", False, f'{{"message": "doctor"}} got no reply in {REPLY_TIMEOUT:.0f} s',
-                               "fine if the consumer does not echo; otherwise read the server log"))
+            out.append(Finding("no-reply", False, f'{{"message": "doctor"}} got no reply in {REPLY_TIMEOUT:.0f} s'))
         elif kind != "json" and result == "closed" and data == 1011:
             slug, sent = ("plain-text-frame", "a non-JSON frame") if kind == "plain" else (
                 "missing-message-key", 'JSON without "message"')
-            out.append(Finding(slug, True, f"{sent} made the consumer raise: the socket closed with code 1011",
-                               "validate input in receive() and answer bad frames with an error message"))
+            out.append(Finding(slug, True, f"{sent} made the consumer raise: the socket closed with code 1011"))
     return out
 
 
@@ -82,8 +79,7 @@ async def probe(url: str, frames: bool = False) -> list[Finding]:
     try:
         socket.create_connection((host, port), timeout=3).close()
     except OSError:
-        return [Finding("not-listening", True, f"nothing listens on {host}:{port}",
-                        "start the server (python -m workbook run N), or check HOST and PORT")]
+        return [Finding("not-listening", True, f"nothing listens on {host}:{port}")]
     page = "https" if parts.scheme == "wss" else "http"
     own = f"{page}://{parts.netloc}"
     local = f"{page}://localhost:{port}"
@@ -91,8 +87,7 @@ async def probe(url: str, frames: bool = False) -> list[Finding]:
     with_origin, ws = await _handshake(url, own)
     if with_origin == "untrusted":
         # A diagnosis, not a login: note the certificate, then look past it.
-        out.append(Finding("tls-untrusted", False, f"{host}:{port}'s certificate is not trusted (self-signed?)",
-                           "a browser refuses it until you trust it; in production use a certificate from a real CA"))
+        out.append(Finding("tls-untrusted", False, f"{host}:{port}'s certificate is not trusted (self-signed?)"))
         tls = ssl.create_default_context()
         tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
         with_origin, ws = await _handshake(url, own, tls)
@@ -103,8 +98,7 @@ async def probe(url: str, frames: bool = False) -> list[Finding]:
         await ws.close()
     if with_origin == 101:
         if without != 101:
-            out.append(Finding("no-origin-header", False, f"a client without an Origin header gets HTTP {without}",
-                               "browsers send one; a script must pass an Origin from an allowed host"))
+            out.append(Finding("no-origin-header", False, f"a client without an Origin header gets HTTP {without}"))
         with_cookie, ws = await _handshake(url, own, tls, cookie=STALE_COOKIE)
         if ws is not None:
             await ws.close()
@@ -112,22 +106,18 @@ async def probe(url: str, frames: bool = False) -> list[Finding]:
             out.append(Finding("no-session-table", True,
                                "a handshake that carries a sessionid cookie (as a browser brings from any earlier "
                                "Django project on this host) gets HTTP 500, one without gets in: the database was "
-                               "never migrated? (the server log then says \"no such table: django_session\")",
-                               "run `python manage.py migrate` in the project, then restart the server"))
+                               "never migrated? (the server log then says \"no such table: django_session\")"))
         return out + await _frames(url, own, frames, tls)
     if with_origin == 403 and host != "localhost":
         local_status, ws = await _handshake(url, local, tls)
         if ws is not None:
             await ws.close()
             return out + [Finding("origin-not-allowed", True,
-                            f"the server refuses Origin {own} (HTTP 403) but accepts {local}",
-                            f"add {host!r} to ALLOWED_HOSTS, or serve the page from an allowed host")]
+                            f"the server refuses Origin {own} (HTTP 403) but accepts {local}")]
     if with_origin == 403 and await asyncio.to_thread(_has_login_page, own, tls):
         return out + [Finding("login-required", False,
                               f"{parts.path} refuses anonymous handshakes (HTTP 403), and the site has Django's login "
-                              "page: the consumer admits logged-in users only, as step 9's does",
-                              "log in at /accounts/login/ first; a script logs in and sends its sessionid cookie "
-                              "(notebook 09)")]
+                              "page: the consumer admits logged-in users only, as step 9's does")]
     return out + [_refusal(with_origin, url)]
 
 
@@ -146,23 +136,18 @@ def _refusal(status, url: str) -> Finding:
     path = urlsplit(url).path
     if status == 404:
         return Finding("no-daphne-app", True,
-                       f"{path} answered HTTP 404: a WSGI server (runserver without 'daphne' in INSTALLED_APPS?)",
-                       "put 'daphne' first in INSTALLED_APPS so runserver speaks ASGI; restart it")
+                       f"{path} answered HTTP 404: a WSGI server (runserver without 'daphne' in INSTALLED_APPS?)")
     if status == 500:
         return Finding("handshake-500", True,
                        f"the application raised on the handshake to {path} (HTTP 500); the server log says which: "
                        "\"No route found for path\" [path-mismatch], \"No application configured for scope type "
-                       "'websocket'\" [no-websocket-route], \"can't be used in 'await' expression\" [no-as-asgi]",
-                       "fix what the log names; `python -m workbook doctor PROJECT_DIR` pinpoints it")
+                       "'websocket'\" [no-websocket-route], \"can't be used in 'await' expression\" [no-as-asgi]")
     if status == 403:
         return Finding("handshake-403", True,
                        f"{path} refused the handshake (HTTP 403) whatever the Origin: the consumer closed in "
-                       "connect(), or a validator/middleware refuses these origins",
-                       "accept() in connect(); check ALLOWED_HOSTS if an origin validator is in asgi.py")
+                       "connect(), or a validator/middleware refuses these origins")
     if status == "dropped":
         return Finding("never-accepts", True,
                        f"{path} took the connection but never completed the handshake: connect() never calls "
-                       "self.accept() (daphne drops it after 5 s)",
-                       "call self.accept() in the consumer's connect()")
-    return Finding("unexpected-status", True, f"{path} answered the handshake with HTTP {status}",
-                   "is this a Channels server, and the right path?")
+                       "self.accept() (daphne drops it after 5 s)")
+    return Finding("unexpected-status", True, f"{path} answered the handshake with HTTP {status}")

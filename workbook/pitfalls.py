@@ -1,8 +1,8 @@
 """The pitfall lab: broken variants of a step, kept in pitfalls/ as patches and materialised on demand.
 
-`pitfalls/pitfalls.toml` lists each pitfall (step, symptom, cause, fix); `pitfalls/<slug>.patch` is the mistake
-as a unified diff against that step. `materialise(pitfall)` copies the step and applies the patch, and refuses
-when the step has drifted from the patch's context.
+The failure catalogue, `pitfalls/pitfalls.toml`, lists each pitfall (step, symptom, cause, fix) as a [[pitfall]];
+`pitfalls/<slug>.patch` is the mistake as a unified diff against that step. `materialise(pitfall)` copies the step
+and applies the patch, and refuses when the step has drifted from the patch's context.
 """
 
 from __future__ import annotations
@@ -12,21 +12,15 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-from . import patches
+from . import catalogue, patches
 from .errors import WorkbookError
 from .registry import ROOT, Step, get_step, project_files
 
 PITFALLS_DIR = ROOT / "pitfalls"
-REGISTRY = PITFALLS_DIR / "pitfalls.toml"
-TROUBLESHOOTING = "docs/troubleshooting.md"
+REGISTRY = catalogue.CATALOGUE
 
 
 @dataclass(frozen=True)
@@ -41,6 +35,7 @@ class Pitfall:
     server: str = "runserver"
     trigger: str = ""
     migrate: bool = True  # False: served without migrating its database first, as the pitfall needs
+    more: str = ""  # what the troubleshooting page adds after the fix
 
     @property
     def env(self) -> dict[str, str]:
@@ -58,7 +53,7 @@ class Pitfall:
     @property
     def anchor(self) -> str:
         """The link to this pitfall's entry on the troubleshooting page."""
-        return f"{TROUBLESHOOTING}#{self.slug}"
+        return f"{catalogue.PAGE}#{self.slug}"
 
     def hunks(self) -> dict[str, list[patches.Hunk]]:
         """Read the patch: its hunks by file (none when only the way the step is run is wrong)."""
@@ -88,10 +83,10 @@ def _shown(path: Path) -> str:
 
 
 def load_pitfalls(registry: Path = REGISTRY) -> list[Pitfall]:
-    """Read every pitfall from the registry, in order."""
-    with open(registry, "rb") as f:
-        entries = tomllib.load(f)["pitfall"]
-    return [Pitfall(**entry) for entry in entries]
+    """Read every pitfall (the [[pitfall]] entries of the failure catalogue), in order."""
+    names = [f.name for f in fields(Pitfall)]
+    return [Pitfall(**{name: getattr(entry, name) for name in names})
+            for entry in catalogue.load(registry).values() if entry.kind == "pitfall"]
 
 
 def get_pitfall(slug: str) -> Pitfall:
@@ -127,7 +122,8 @@ def describe(pitfall: Pitfall) -> str:
     return (
         f"{pitfall.slug} · {pitfall.title} (step {pitfall.step}, {pitfall.server})\n"
         f"  do: {pitfall.trigger}\n  you see ({pitfall.seen_in}):\n{indented}\n"
-        f"  cause: {pitfall.cause}\n  fix: {pitfall.fix}\n  more: {pitfall.anchor}"
+        f"  cause: {pitfall.cause}\n  fix: {catalogue.with_more(pitfall.fix, pitfall.more)}\n"
+        f"  more: {pitfall.anchor}"
     )
 
 

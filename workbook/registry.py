@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,15 @@ def _read(registry: Path) -> dict:
         return tomllib.load(f)
 
 
+def _with_fixes(hint: str) -> str:
+    """Put the failure catalogue's fix where a hint says {fix:SLUG}, so a fix is written once."""
+    if "{fix:" not in hint:
+        return hint
+    from . import catalogue  # catalogue reads ROOT from here
+
+    return re.sub(r"\{fix:([\w-]+)\}", lambda m: catalogue.fix(m.group(1)), hint)
+
+
 def _step(entry: dict) -> Step:
     return Step(
         number=entry["number"],
@@ -66,7 +76,7 @@ def _step(entry: dict) -> Step:
         changed=tuple(entry.get("changed", ())),
         teach=entry.get("teach", entry.get("minutes", 0)),
         exercise=entry.get("exercise", 0),
-        hints=tuple(entry.get("hints", ())),
+        hints=tuple(_with_fixes(hint) for hint in entry.get("hints", ())),
     )
 
 
