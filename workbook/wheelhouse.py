@@ -24,6 +24,16 @@ from .errors import WorkbookError
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "uv.lock"
 DEFAULT_DIR = ROOT / "build" / "wheelhouse"
+# Written into the folder: it says what the folder is on a USB stick, and marks it as ours to prune.
+MARKER = "WHEELHOUSE.txt"
+ABOUT = """The Django Channels workbook's wheelhouse: every file its uv.lock needs for Python {versions}
+on {platforms}. Set up a laptop with no network from it, in the workbook's folder:
+
+    make setup WHEELHOUSE=/path/to/this/folder
+    python -m workbook setup --dev --wheelhouse /path/to/this/folder    (without make)
+
+Made by `make wheelhouse`, which also removes from this folder what the lock no longer needs.
+"""
 # The machines a class brings; each names the platform tags of the wheels that run there.
 PLATFORMS = {
     "linux-x86_64": r"(manylinux\d*|manylinux_\d+_\d+)_x86_64",
@@ -124,15 +134,20 @@ def _fetch(file: dict, folder: Path) -> int:
     return target.stat().st_size
 
 
-def build(folder: Path, platforms: list[str] | None = None, archive: bool = False, quiet: bool = False) -> Path:
+def build(folder: Path, platforms: list[str] | None = None, versions: list[str] | None = None, archive: bool = False,
+          quiet: bool = False) -> Path:
     """Fill `folder` with every file the lock needs (and nothing else); return the folder or its archive."""
     platforms = platforms or list(PLATFORMS)
-    minors = [int(v.split(".")[1]) for v in pythons.versions()]
+    versions = versions or pythons.versions()
+    minors = [int(v.split(".")[1]) for v in versions]
     files = needed(read_lock(), minors, platforms)
+    marker = folder / MARKER
+    if folder.is_dir() and any(folder.iterdir()) and not marker.exists():
+        raise WorkbookError(f"{folder} holds other files and no {MARKER}: name an empty or new folder")
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if not quiet:
-        print(f"workbook: fetching {len(files)} files for Python {pythons.describe()} on {', '.join(platforms)} "
+        print(f"workbook: fetching {len(files)} files for Python {', '.join(versions)} on {', '.join(platforms)} "
               f"into {folder}…", file=sys.stderr, flush=True)
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -140,7 +155,8 @@ def build(folder: Path, platforms: list[str] | None = None, archive: bool = Fals
     except OSError as exc:
         raise WorkbookError(f"fetching the wheelhouse failed ({exc}): check your network, then run the same "
                             "command again (files already fetched are kept)") from None
-    wanted = {file["url"].rsplit("/", 1)[-1] for file in files}
+    marker.write_text(ABOUT.format(versions=", ".join(versions), platforms=", ".join(platforms)), encoding="utf-8")
+    wanted = {MARKER, *(file["url"].rsplit("/", 1)[-1] for file in files)}
     for stale in folder.iterdir():
         if stale.name not in wanted:
             stale.unlink()
@@ -175,7 +191,11 @@ def unpack(path: Path, into: Path) -> Path:
 
 
 def cmd_wheelhouse(args) -> int:
-    build(Path(args.folder).resolve(), args.platform or None, archive=args.archive)
+    unknown = sorted(set(args.python or ()) - set(pythons.versions()))
+    if unknown:
+        raise WorkbookError(f"--python {unknown[0]} is not one the workbook supports: name one of "
+                            f"{', '.join(pythons.versions())}")
+    build(Path(args.folder).resolve(), args.platform or None, args.python or None, archive=args.archive)
     return 0
 
 
@@ -185,5 +205,7 @@ def add_commands(sub) -> None:
     parser.add_argument("folder", nargs="?", default=str(DEFAULT_DIR), help="where (default: build/wheelhouse)")
     parser.add_argument("--platform", action="append", choices=list(PLATFORMS),
                         help="only this platform (repeat for more; default: all of them)")
+    parser.add_argument("--python", action="append", metavar="3.N",
+                        help="only this Python (repeat for more; default: every supported one)")
     parser.add_argument("--archive", action="store_true", help="also pack the folder into FOLDER.tar")
     parser.set_defaults(func=cmd_wheelhouse)
