@@ -34,7 +34,7 @@ def offline_setup(wheelhouse: Path, python: str) -> float:
         (Path(tmp) / "empty").mkdir()
         env = {"PATH": str(Path(tmp) / "empty"), "HOME": tmp, "UV_CACHE_DIR": f"{tmp}/uv-cache",
                "PIP_CONFIG_FILE": os.devnull, "LANG": "C.UTF-8"}
-        namespace = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
+        namespace = [shutil.which("unshare"), "-n" if os.geteuid() == 0 else "-rn"]
         started = time.monotonic()
         done = subprocess.run([*namespace, shutil.which("make"), "setup", f"PYTHON={python}",
                                f"WHEELHOUSE={wheelhouse}"], cwd=checkout, env=env, capture_output=True, text=True)
