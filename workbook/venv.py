@@ -192,6 +192,10 @@ def _stale_lock(log_path: Path, since: int) -> bool:
 def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False, wheelhouse: Path | None = None) -> Path:
     """Make sure the virtualenv exists and matches uv.lock (offline from `wheelhouse` if given); return its python."""
     if is_ready(kind, venv) or (kind == "base" and is_ready("dev", venv)):
+        # A checkout may touch uv.lock without changing it: renew the stamps so make's targets stay fresh.
+        for ready in filter(lambda k: is_ready(k, venv), GROUPS):
+            if _stamp(ready, venv).stat().st_mtime < LOCK.stat().st_mtime:
+                _stamp(ready, venv).touch()
         return venv_python(venv)
     if kind == "base" and _stamp("dev", venv).exists():
         # `uv sync` removes what a sync does not name: keep the dev tools a stale dev set-up had.
