@@ -194,7 +194,7 @@ def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False, wheelhous
     if is_ready(kind, venv) or (kind == "base" and is_ready("dev", venv)):
         # A checkout may touch uv.lock without changing it: renew the stamps so make's targets stay fresh.
         for ready in filter(lambda k: is_ready(k, venv), GROUPS):
-            if _stamp(ready, venv).stat().st_mtime < LOCK.stat().st_mtime:
+            if _stamp(ready, venv).exists() and _stamp(ready, venv).stat().st_mtime < LOCK.stat().st_mtime:
                 _stamp(ready, venv).touch()
         return venv_python(venv)
     if kind == "base" and _stamp("dev", venv).exists():
