@@ -26,15 +26,16 @@ help: ## show this help
 	@echo
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(BASE): requirements/base.lock
+# uv.lock pins everything; `python -m workbook setup` runs `uv sync --locked` (bootstrapping uv with pip if needed).
+$(BASE): uv.lock
 	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
-	@$(PYTHON) -m workbook setup
+	@$(PYTHON) -m workbook setup$(if $(WHEELHOUSE), --wheelhouse "$(WHEELHOUSE)")
 
-$(DEV): requirements/dev.lock requirements/base.lock
+$(DEV): uv.lock
 	@test -n "$(PYTHON)" || { echo "make: no python3 found: install Python 3.10-3.15, then run make again"; exit 1; }
-	@$(PYTHON) -m workbook setup --dev
+	@$(PYTHON) -m workbook setup --dev$(if $(WHEELHOUSE), --wheelhouse "$(WHEELHOUSE)")
 
-setup: $(DEV) ## create .venv with everything, from the pinned locks
+setup: $(DEV) ## create .venv with everything, from uv.lock (WHEELHOUSE=dir: offline, from make wheelhouse)
 
 step-%:
 	@$(if $(filter-out $@,$(MAKECMDGOALS)),:,$(MAKE) --no-print-directory run STEP=$*)
@@ -154,3 +155,8 @@ clean: ## remove the virtualenv, logs and caches (learner-mode backups are kept)
 	find .workbook -mindepth 1 -maxdepth 1 ! -name backups -exec rm -rf {} + 2>/dev/null || true
 	find steps final tests workbook -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 	find steps final -name db.sqlite3 -delete 2>/dev/null || true
+
+# --- offline class -------------------------------------------------------------
+.PHONY: wheelhouse
+wheelhouse: $(BASE) ## every file uv.lock needs on Linux, macOS, Windows: WHEELHOUSE=dir (build/wheelhouse), ARCHIVE=1
+	@$(VPY) -m workbook wheelhouse $(WHEELHOUSE)$(if $(ARCHIVE), --archive)

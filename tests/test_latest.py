@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import run_python
@@ -16,7 +15,7 @@ from packaging.version import Version
 
 from workbook import latest, pythons, venv
 from workbook.errors import WorkbookError
-from workbook.registry import ROOT
+from workbook.registry import ROOT, tomllib
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -25,16 +24,16 @@ def rows() -> dict[str, dict[str, str]]:
     return {row["Stack"]: row for row in latest.parse_block(README)}
 
 
-def pinned(lock: Path, package: str, python: str) -> str:
-    """Return the version `lock` pins for `package` on this Python, evaluating each line's marker."""
-    environment = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2])}
-    for line in lock.read_text().splitlines():
-        requirement, _, marker = line.partition(";")
-        name, sep, pin = requirement.partition("==")
-        if sep and name.strip().lower() == package.lower():
-            if not marker.strip() or Marker(marker.strip()).evaluate(environment):
-                return pin.strip()
-    raise AssertionError(f"{lock.name} pins no {package} for Python {python}")
+def pinned(package: str, python: str) -> str:
+    """Return the version uv.lock pins for `package` on this Python, evaluating the lock's resolution markers."""
+    environment = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2]),
+                   "platform_python_implementation": "CPython", "implementation_name": "cpython"}
+    for entry in tomllib.loads((ROOT / "uv.lock").read_text())["package"]:
+        if entry["name"] == package.lower():
+            markers = entry.get("resolution-markers")
+            if not markers or any(Marker(marker).evaluate(environment) for marker in markers):
+                return entry["version"]
+    raise AssertionError(f"uv.lock pins no {package} for Python {python}")
 
 
 def test_the_readme_compatibility_table_is_what_record_writes():
@@ -49,12 +48,11 @@ def test_the_readme_compatibility_table_is_what_record_writes():
         assert re.fullmatch(r"(\d+ (failed|passed|skipped|xfailed))(, \d+ (passed|skipped|xfailed))*", row["Result"])
 
 
-@pytest.mark.parametrize("lock", ["base.lock", "dev.lock"])
-def test_the_pinned_row_shows_the_locks_pins(lock):
-    """The pinned row's versions are exactly what the lock installs on the row's Python."""
+def test_the_pinned_row_shows_the_locks_pins():
+    """The pinned row's versions are exactly what uv.lock installs on the row's Python."""
     row = rows()[latest.ROWS["pinned"]]
     for package in latest.STACK:
-        assert row[package] == pinned(ROOT / "requirements" / lock, package, row["Python"]), package
+        assert row[package] == pinned(package, row["Python"]), package
 
 
 def test_the_newest_row_is_no_older_than_the_pins():

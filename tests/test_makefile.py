@@ -132,9 +132,7 @@ def test_a_missing_python_gives_one_line(tmp_path):
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     shutil.copy(ROOT / "Makefile", checkout)
-    (checkout / "requirements").mkdir()
-    for lock in ("base.lock", "dev.lock"):
-        (checkout / "requirements" / lock).write_text("")
+    (checkout / "uv.lock").write_text("")
     env = {"PATH": "/nonexistent", "HOME": str(tmp_path)}
     result = subprocess.run([shutil.which("make"), "list"], cwd=checkout, env=env, capture_output=True, text=True)
     assert result.returncode != 0

@@ -17,11 +17,10 @@ import time
 import debian_root
 import pytest
 from conftest import STARTED_GROUPS, need
-from packaging.markers import Marker
-from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
-from workbook import pythons
-from workbook.registry import ROOT
+from workbook import pythons, wheelhouse
+from workbook.registry import ROOT, tomllib
 from workbook.server import TIMEOUT, free_port, port_is_free
 
 # pyenv gives this machine 3.10 to 3.13; a Debian testing root gives 3.14 and 3.15.
@@ -66,8 +65,8 @@ def venv_version(tmp_path) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_the_range_is_the_same_in_pyproject_readme_makefile_locks_and_these_tests():
-    """requires-python, the README, the Makefile, the locks and the Pythons tested here name one range."""
+def test_the_range_is_the_same_in_pyproject_readme_makefile_lock_and_these_tests():
+    """requires-python, the README, the Makefile, uv.lock and the Pythons tested here name one range."""
     wanted = pythons.versions()
     low, high = pythons.describe().split("–")
     readme = (ROOT / "README.md").read_text()
@@ -76,16 +75,18 @@ def test_the_range_is_the_same_in_pyproject_readme_makefile_locks_and_these_test
     assert (ROOT / "Makefile").read_text().count(f"install Python {low}-{high},") == 2
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert sorted({*PYENV_PYTHONS, *DEBIAN_PYTHONS, running}, key=lambda v: int(v.split(".")[1])) == wanted
-    for lock in ("base.lock", "dev.lock"):
-        text = (ROOT / "requirements" / lock).read_text()
-        assert f"--universal --python-version {low} " in text, f"{lock} was not compiled from Python {low}"
-        pins = [Requirement(line) for line in text.splitlines() if line and not line.startswith((" ", "#"))]
-        for version in wanted:
-            env = {"python_version": version, "python_full_version": f"{version}.0", "implementation_name":
-                   "cpython", "platform_python_implementation": "CPython", "sys_platform": "linux"}
-            chosen = [pin.name for pin in pins if pin.marker is None or Marker(str(pin.marker)).evaluate(env)]
-            assert "django" in chosen and "daphne" in chosen, f"{lock} installs no Django or daphne on {version}"
-            assert len(chosen) == len(set(chosen)), f"{lock} pins a package twice on Python {version}"
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    assert SpecifierSet(lock["requires-python"]) == SpecifierSet(pythons.requires_python()), "run `uv lock`"
+    packages = wheelhouse.read_lock()
+    for version in wanted:
+        minor = int(version.split(".")[1])
+        chosen = [package["name"] for package in packages if wheelhouse.applies(package, minor)]
+        assert "django" in chosen and "daphne" in chosen, f"uv.lock installs no Django or daphne on {version}"
+        twice = {name for name in chosen if chosen.count(name) > 1}
+        # A package may split at a patch release (3.11.5): only then may both versions apply to one minor.
+        for name in twice:
+            bounds = [m for p in packages if p["name"] == name for m in p.get("resolution-markers", [])]
+            assert any(f"'{version}." in marker for marker in bounds), f"uv.lock pins {name} twice on {version}"
 
 
 def test_only_a_python_without_an_autobahn_wheel_gets_the_nvx_workaround():
@@ -147,7 +148,7 @@ def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
     result = setup_with(old, tmp_path, path=f"{tools}{os.pathsep}{os.path.dirname(other)}")
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[0] == (
-        "workbook: setting up venv/ from requirements/base.lock with Python 3.12, which uv provided since "
+        "workbook: setting up venv/ from uv.lock with Python 3.12, which uv provided since "
         f"Python 3.9 is outside {pythons.describe()} (first run only)…"
     )
     assert venv_version(tmp_path) == "3.12"

@@ -210,23 +210,22 @@ def test_a_fresh_checkout_bootstraps_its_own_virtualenv(tmp_path):
         [system_python, "-m", "workbook", "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    assert "setting up venv/ from requirements/base.lock" in result.stderr
+    assert "setting up venv/ from uv.lock" in result.stderr
     assert "Bare ASGI" in result.stdout
     assert (tmp_path / "venv/.installed-base").exists()
 
 
-def test_a_failing_install_is_one_line_pointing_at_the_log(tmp_path, monkeypatch):
-    """A lock that cannot be installed ends in one line naming the setup log, not a traceback."""
+def test_a_failing_install_is_one_line_pointing_at_the_log(tmp_path):
+    """A wheelhouse that lacks the lock's wheels ends in one line naming the setup log, not a traceback."""
     from workbook import venv
 
-    lock = tmp_path / "base.lock"
-    lock.write_text("this-package-does-not-exist-anywhere-4b1d==0.0.1\n")
-    monkeypatch.setitem(venv.LOCKS, "base", lock)
+    empty = tmp_path / "wheelhouse"
+    empty.mkdir()
     with pytest.raises(WorkbookError) as problem:
-        venv.ensure("base", venv=tmp_path / "venv", quiet=True)
+        venv.ensure("base", venv=tmp_path / "venv", quiet=True, wheelhouse=empty)
     message = str(problem.value)
     assert message.startswith("installing the packages failed")
-    assert ".workbook/logs/setup.log" in message and "\n" not in message
+    assert ".workbook/logs/setup.log" in message and "wheelhouse" in message and "\n" not in message
 
 
 def test_final_is_diffed_against_the_step_it_hardens_not_the_last_step():

@@ -19,7 +19,7 @@ from .errors import WorkbookError
 DEV_COMMANDS = {"test"}
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
-COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users")
+COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "wheelhouse")
 
 
 def _command_modules():
@@ -219,7 +219,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_setup(args) -> int:
-    venv.ensure("dev" if args.dev else "base")
+    venv.ensure("dev" if args.dev else "base", wheelhouse=args.wheelhouse)
     return 0
 
 
@@ -268,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--port", type=int)
     stop.set_defaults(func=cmd_stop)
 
-    setup = sub.add_parser("setup", help="create .venv from the pinned lock")
+    setup = sub.add_parser("setup", help="create .venv from uv.lock")
     setup.add_argument("--dev", action="store_true", help="also install what the tests need")
+    setup.add_argument("--wheelhouse", help="install offline from this wheelhouse (folder or .tar)")
     setup.set_defaults(func=cmd_setup)
 
     test = sub.add_parser("test", help="run the test suite (arguments go to pytest); --latest: the stack's "
@@ -306,7 +307,9 @@ def _bare_setup(argv: list[str]) -> int:
     """`setup` from a Python outside the virtualenv: standard library only."""
     parser = argparse.ArgumentParser(prog="python -m workbook setup")
     parser.add_argument("--dev", action="store_true")
-    venv.ensure("dev" if parser.parse_args(argv).dev else "base")
+    parser.add_argument("--wheelhouse")
+    args = parser.parse_args(argv)
+    venv.ensure("dev" if args.dev else "base", wheelhouse=args.wheelhouse)
     return 0
 
 

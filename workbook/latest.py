@@ -135,6 +135,8 @@ def prepare(base_python: str, quiet: bool = False) -> Path:
             if not python.exists():
                 venv.create(LATEST_VENV, base_python, log)
             venv.install(python, ["--upgrade", *requirements()], log, pythons.install_env(base_version))
+            # The notebooks' kernels import workbook as .venv's do: installed (editable), without its pins.
+            venv.install(python, ["--no-deps", "--editable", str(ROOT)], log)
         except (subprocess.CalledProcessError, OSError) as exc:
             raise WorkbookError(
                 f"installing the newest releases failed ({exc}): read {venv.SETUP_LOG.relative_to(ROOT)}, "
