@@ -52,3 +52,22 @@ def test_a_page_that_joins_later_shows_the_history_first_and_as_text(step10, chr
         assert chat_browser.wait_received(page, 3)[-1] == "<<< bob: hi alice"
     finally:
         page.context.close()
+
+
+def test_the_screenshot_scene_shows_bob_catching_up_in_a_copy_with_its_own_database(chromium, serve):
+    """`make screenshots` shoots step 10 from a fresh copy: alice's two lines replayed to bob, then his answer."""
+    from workbook.history_scene import fresh_copy, late_joiner, replays_history
+
+    assert replays_history(HISTORY.path) and not replays_history(get_step(9).path)
+    with fresh_copy(HISTORY.path) as project:
+        assert not (project / "db.sqlite3").exists()
+        create_demo_users(project)
+        page = late_joiner(chromium, serve(project).http_url)
+        try:
+            assert page.locator("#log li.received").all_inner_texts() == [
+                "<<< alice: hello, channels", "<<< alice: sent from the devtools console",
+                "<<< bob: hi alice, I just caught up",
+            ]
+        finally:
+            page.context.close()
+    assert not project.exists()
