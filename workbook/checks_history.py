@@ -6,7 +6,6 @@ import asyncio
 import json
 import secrets
 import subprocess
-import sys
 
 from .checkrun import QUICK, Failed, Run, check
 from .diagnose import from_traceback, hint_for
@@ -18,24 +17,20 @@ PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 COMMAND = "chat/management/commands/history.py"
 HISTORY = 20
 
-# Run inside the project: what the checks need to know about chat.Message, as one line of JSON.
-_MODEL = """\
-import io, json, os, sys
-sys.path.insert(0, os.getcwd())
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", sys.argv[1])
-import django
-django.setup()
-from django.apps import apps
-from django.contrib import admin
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
-facts = {"model": False}
-try:
-    model = apps.get_model("chat", "Message")
-except LookupError:
-    model = None
-if model is not None:
-    fields = {f.name: f for f in model._meta.get_fields()}
+def message_facts() -> dict:
+    """Describe chat.Message inside a loaded project (run by the facts probe): fields, admin, migration."""
+    import io
+
+    from django.apps import apps
+    from django.contrib import admin
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    try:
+        model = apps.get_model("chat", "Message")
+    except LookupError:
+        return {"model": False}
+    fields = {field.name: field for field in model._meta.get_fields()}
     user = fields.get("user")
     facts = {"model": True, "fields": sorted(fields), "admin": admin.site.is_registered(model),
              "user_fk": bool(user and user.many_to_one and user.related_model is get_user_model())}
@@ -44,25 +39,12 @@ if model is not None:
         facts["migrated"] = True
     except SystemExit:
         facts["migrated"] = False
-print(json.dumps(facts))
-"""
-
-
-def _model_facts(run: Run) -> dict:
-    from .server import settings_module
-
-    done = subprocess.run([sys.executable, "-c", _MODEL, settings_module(run.project)], cwd=run.project,
-                          env=run._env(), capture_output=True, text=True, timeout=TIMEOUT * 2)
-    if done.returncode != 0:
-        problem = from_traceback(done.stderr, run.project)
-        last = (done.stderr.strip().splitlines() or ["it printed nothing"])[-1]
-        raise Failed(str(problem) if problem else last, hint_for(done.stderr, "read chat/models.py again"))
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return facts
 
 
 @check("chat.Message has room, user (a foreign key to the user), text and created, with its migration and admin")
 def message_model(run: Run) -> None:
-    facts = _model_facts(run)
+    facts = run.facts()["message_model"]
     if not facts["model"]:
         raise Failed("the chat app has no Message model",
                      "in chat/models.py: class Message(models.Model) with room, user, text and created fields")
