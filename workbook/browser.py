@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -181,24 +181,31 @@ def cmd_screenshots(args) -> int:
         from playwright.sync_api import Error
 
         for name, project in chosen:
-            login = None
-            if needs_login(project):
-                from .users import create_demo_users
+            from .history_scene import fresh_copy, late_joiner, replays_history
 
-                create_demo_users(project)
-                login = ("alice", "alice-password")
-            with Server(project, label=name) as server:
-                try:
-                    page = open_page(browser, server.http_url, login=login)
-                    converse(page)
-                    target = out / f"screenshot-{name}.png"
-                    size = screenshot(page, target)
-                    page.context.close()
-                except Error as problem:
-                    raise WorkbookError(
-                        f"the page of {name} did not chat as expected: {str(problem).splitlines()[0]} "
-                        f"(server output: {_shown(server.log_path)})"
-                    ) from None
+            scene = fresh_copy(project) if replays_history(project) else nullcontext(project)
+            with scene as project:  # a step with history is shot from a copy: its database holds only this scene
+                login = None
+                if needs_login(project):
+                    from .users import create_demo_users
+
+                    create_demo_users(project)
+                    login = ("alice", "alice-password")
+                with Server(project, label=name) as server:
+                    try:
+                        if replays_history(project):
+                            page = late_joiner(browser, server.http_url)
+                        else:
+                            page = open_page(browser, server.http_url, login=login)
+                            converse(page)
+                        target = out / f"screenshot-{name}.png"
+                        size = screenshot(page, target)
+                        page.context.close()
+                    except Error as problem:
+                        raise WorkbookError(
+                            f"the page of {name} did not chat as expected: {str(problem).splitlines()[0]} "
+                            f"(server output: {_shown(server.log_path)})"
+                        ) from None
             print(f"workbook: wrote {_shown(target)} ({size // 1024} KB)")
     return 0
 

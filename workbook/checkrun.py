@@ -186,6 +186,9 @@ def _probe(package: str) -> int:
         facts["consumer"] = hasattr(consumers, "ChatConsumer")
         if facts["consumer"]:
             facts["consumer_class"] = _class_facts(consumers.ChatConsumer)
+    from .checks_history import message_facts
+
+    facts["message_model"] = message_facts()
     print(json.dumps(facts))
     return 0
 

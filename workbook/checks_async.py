@@ -45,4 +45,6 @@ def awaits_and_never_blocks(run: Run) -> None:
     if first.kind == "unawaited":
         raise Failed(str(first), f"write await {first.call}(…): without await the call only builds a coroutine, "
                                  "which never runs")
+    if first.kind == "sync-orm":
+        raise Failed(str(first), fix("sync-orm-in-async"))
     raise Failed(str(first), f"every connection of the process waits while it runs: {fix('blocking-sleep')}")

@@ -42,7 +42,8 @@ def syntax_errors(project: Path) -> list[Problem]:
 
 
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)', re.MULTILINE)
-_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|NotReady|Interrupt|Configured)\b.*)$", re.MULTILINE)
+_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|NotReady|Interrupt|Configured|Operation)\b.*)$",
+                        re.MULTILINE)
 
 
 def from_traceback(text: str, project: Path) -> Problem | None:
