@@ -90,7 +90,8 @@ class TestRun:
         """Return Django's last lines, e.g. `Ran 7 tests: OK (skipped=1)`."""
         ran = re.findall(r"^Ran (\d+) tests? in", self.stderr, re.M)
         verdict = re.findall(r"^(OK.*|FAILED.*)$", self.stderr, re.M)
-        return f"Ran {ran[-1] if ran else 0} tests: {verdict[-1] if verdict else 'no verdict'}"
+        count = int(ran[-1]) if ran else 0
+        return f"Ran {count} test{'' if count == 1 else 's'}: {verdict[-1] if verdict else 'no verdict'}"
 
     @property
     def count(self) -> int:
@@ -102,8 +103,11 @@ class TestRun:
         match = re.search(r"^(FAIL|ERROR): (\w+) \(([\w.]+)\)\n(?:.*\n)?-{20,}\n(.*?)(?=\n={20,}|\n-{20,})",
                           self.stderr, re.M | re.S)
         if match:
-            last = match.group(4).strip().splitlines()[-1]
-            return f"{match.group(2)} ({match.group(1)}): {last}"
+            lines = match.group(4).strip().splitlines()
+            # The exception's first line follows the last indented line of the traceback's frames.
+            frames = [i for i, line in enumerate(lines) if line.startswith(" ")]
+            error = lines[frames[-1] + 1] if frames and frames[-1] + 1 < len(lines) else lines[-1]
+            return f"{match.group(2)} ({match.group(1)}): {error}"
         lines = self.stderr.strip().splitlines() or self.stdout.strip().splitlines() or ["it printed nothing"]
         return lines[-1]
 
@@ -121,9 +125,10 @@ def copy_project(project: Path, into: Path, consumer: str) -> Path:
     return target
 
 
-def start_tests(project: Path, python: str = sys.executable, failfast: bool = False) -> subprocess.Popen:
+def start_tests(project: Path, python: str = sys.executable, failfast: bool = False,
+                labels: tuple[str, ...] = ()) -> subprocess.Popen:
     """Start `python manage.py test` in a project (non-interactive, verbose enough to name each test)."""
-    command = [python, "manage.py", "test", "--noinput", "-v", "2"] + (["--failfast"] if failfast else [])
+    command = [python, "manage.py", "test", "--noinput", "-v", "2", *(["--failfast"] if failfast else []), *labels]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.Popen(command, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
