@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -131,20 +132,37 @@ def start_tests(project: Path, python: str = sys.executable, failfast: bool = Fa
     command = [python, "manage.py", "test", "--noinput", "-v", "2", *(["--failfast"] if failfast else []), *labels]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    return subprocess.Popen(command, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Files, not pipes: a run that prints a lot never waits for the reader, however many run at once.
+    out, err = tempfile.TemporaryFile("w+", encoding="utf-8"), tempfile.TemporaryFile("w+", encoding="utf-8")
+    process = subprocess.Popen(command, cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                               start_new_session=True)
+    process.logs = (out, err)
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Kill a test run with what it started (the live server's daphne is its child)."""
+    if os.name == "nt":
+        process.kill()
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def finish(process: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> TestRun:
     """Wait for a test run; one that outlives the timeout is stopped and reported as hung."""
     try:
-        out, err = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
+        hung = ""
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        out, err = process.communicate()
-        err += f"\nstill running after {timeout:.0f} s: a test waits for something that never comes"
-        return TestRun(1, out, err)
-    return TestRun(process.returncode, out, err)
+        _stop(process)
+        process.wait()
+        hung = f"\nstill running after {timeout:.0f} s: a test waits for something that never comes"
+    printed = []
+    for log in process.logs:
+        log.seek(0)
+        printed.append(log.read())
+        log.close()
+    return TestRun(1 if hung else process.returncode, printed[0], printed[1] + hung)
 
 
 def run_against(project: Path, python: str = sys.executable) -> dict[str, TestRun]:
@@ -156,7 +174,14 @@ def run_against(project: Path, python: str = sys.executable) -> dict[str, TestRu
             copy = copy_project(project, Path(scratch) / name, consumer)
             # A broken copy only has to fail once: stop at the first failure.
             started[name] = start_tests(copy, python, failfast=name != "correct")
-        return {name: finish(process) for name, process in started.items()}
+        try:
+            return {name: finish(process) for name, process in started.items()}
+        finally:
+            # Ctrl-C while waiting: the runs sit in their own sessions, so stop them here, by group.
+            for process in started.values():
+                if process.poll() is None:
+                    _stop(process)
+                    process.wait()
 
 
 _RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
