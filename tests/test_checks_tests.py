@@ -82,6 +82,7 @@ def test_a_fault_that_no_longer_fits_the_consumer_is_an_error():
         ct.broken_consumer("no-history", "class ChatConsumer: pass\n")
 
 
+@pytest.mark.browser
 def test_the_steps_own_tests_pass_under_the_workbook_venv(tmp_path):
     """`python manage.py test` in a copy of steps/11-tests runs all 7 tests, the browser one included, and passes."""
     result = ct.finish(ct.start_tests(ct.copy_project(STEP.path, tmp_path, ct.reference_consumer())))
@@ -101,6 +102,7 @@ CASES = {
 }
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tests_that_miss_a_fault_fail_its_check_with_the_hint_for_it(case, tmp_path):
     """Tests that pass on a broken copy fail exactly that fault's check, which names it and says what to test."""
@@ -119,6 +121,7 @@ def test_tests_that_miss_a_fault_fail_its_check_with_the_hint_for_it(case, tmp_p
             assert status == "pass", f"{fault}: {detail}"
 
 
+@pytest.mark.browser
 def test_a_test_database_in_memory_fails_with_the_settings_hint(tmp_path):
     """Without the file-backed test database, the live-server test errors and the hint names TEST's NAME."""
     need(shutil.which("chromium") is not None, "chromium", "sudo apt-get install chromium")

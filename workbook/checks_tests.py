@@ -50,8 +50,8 @@ HINTS = {
 CAUSES = (
     ("in memory databases", "the live server runs in another process: set DATABASES['default']['TEST'] = "
                             "{'NAME': BASE_DIR / 'test-db.sqlite3'} in the workbook block of settings.py"),
-    ("Cannot operate on a closed database", "subclass TransactionTestCase, not TestCase: the consumer closes the "
-                                            "connection a TestCase keeps its transaction in"),
+    ("Cannot operate on a closed database", "subclass TransactionTestCase, not TestCase: AuthMiddlewareStack "
+                                            "closes the connection a TestCase keeps its transaction open on"),
     ("SynchronousOnlyOperation", "no sync ORM call in an async test or inside Playwright's `with` block: create "
                                  "rows in setUp(), or await the async ORM (acreate, acreate_user)"),
     ("Event loop is closed", "await communicator.disconnect() in a finally: block, before the test returns"),

@@ -1,4 +1,3 @@
-import json
 import os
 import shutil
 import unittest
@@ -11,8 +10,7 @@ from django.test import Client, TransactionTestCase, override_settings
 
 from mychannels.asgi import application
 
-# Each test gets its own in-memory layer, even with REDIS_URL set: a Redis connection made on one test's event
-# loop fails on the next one with "Event loop is closed".
+# The tests need no Redis: they use the in-memory layer even with REDIS_URL set.
 IN_MEMORY = {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}}
 
 
@@ -39,7 +37,7 @@ async def connected(room, cookie):
         assert accepted, f'{room}: the handshake was refused'
         yield communicator
     finally:
-        # A consumer left running outlives the test's event loop: "Event loop is closed", or a hang.
+        # Skipped, the consumer is cancelled with the test's event loop: its disconnect() never runs.
         await communicator.disconnect()
 
 
@@ -49,8 +47,8 @@ async def say(communicator, text):
     return await communicator.receive_json_from()
 
 
-# TransactionTestCase, not TestCase: the consumer reaches the database from another thread, through its own
-# connection, and sees only committed rows.
+# TransactionTestCase, not TestCase: AuthMiddlewareStack closes old database connections, which would end the
+# transaction a TestCase holds open for the whole test.
 @override_settings(CHANNEL_LAYERS=IN_MEMORY)
 class ChatConsumerTests(TransactionTestCase):
 
