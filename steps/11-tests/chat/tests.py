@@ -12,6 +12,8 @@ from mychannels.asgi import application
 
 # The tests need no Redis: they use the in-memory layer even with REDIS_URL set.
 IN_MEMORY = {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}}
+# Seconds to wait for a frame that should come (the default is 1): room for a busy machine, never slept through.
+WAIT = 5
 
 
 def session_cookie(username):
@@ -32,7 +34,7 @@ def chat(room, cookie=None):
 async def connected(room, cookie):
     """Connect to a room as a logged-in user; disconnect on the way out, whatever happened."""
     communicator = chat(room, cookie)
-    accepted, _ = await communicator.connect()
+    accepted, _ = await communicator.connect(WAIT)
     try:
         assert accepted, f'{room}: the handshake was refused'
         yield communicator
@@ -44,7 +46,7 @@ async def connected(room, cookie):
 async def say(communicator, text):
     """Send a message and return the first frame that comes back."""
     await communicator.send_json_to({'message': text})
-    return await communicator.receive_json_from()
+    return await communicator.receive_json_from(WAIT)
 
 
 # TransactionTestCase, not TestCase: AuthMiddlewareStack closes old database connections, which would end the
@@ -61,12 +63,12 @@ class ChatConsumerTests(TransactionTestCase):
         async with connected('kitchen', self.alice) as kitchen:
             # The frame's "user" is a lie: the name must come from the session.
             await kitchen.send_json_to({'message': 'hello', 'user': 'mallory'})
-            self.assertEqual(await kitchen.receive_json_from(), {'message': 'hello', 'user': 'alice'})
+            self.assertEqual(await kitchen.receive_json_from(WAIT), {'message': 'hello', 'user': 'alice'})
 
     async def test_everyone_in_a_room_hears_a_message(self):
         async with connected('kitchen', self.alice) as alice, connected('kitchen', self.bob) as bob:
             await say(alice, 'dinner is ready')
-            self.assertEqual(await bob.receive_json_from(), {'message': 'dinner is ready', 'user': 'alice'})
+            self.assertEqual(await bob.receive_json_from(WAIT), {'message': 'dinner is ready', 'user': 'alice'})
 
     async def test_a_message_stays_in_its_room(self):
         async with connected('kitchen', self.alice) as kitchen, connected('garden', self.bob) as garden:
@@ -77,7 +79,7 @@ class ChatConsumerTests(TransactionTestCase):
     async def test_an_anonymous_socket_is_refused(self):
         for cookie in (None, 'not-a-session-key'):
             communicator = chat('kitchen', cookie)
-            accepted, _ = await communicator.connect()
+            accepted, _ = await communicator.connect(WAIT)
             await communicator.disconnect()
             self.assertFalse(accepted, f'a socket with cookie {cookie!r} was let in')
 
@@ -86,7 +88,7 @@ class ChatConsumerTests(TransactionTestCase):
             for n in range(1, 22):
                 await say(alice, f'message {n}')
         async with connected('kitchen', self.bob) as bob:
-            history = [await bob.receive_json_from() for _ in range(20)]
+            history = [await bob.receive_json_from(WAIT) for _ in range(20)]
             self.assertEqual(history, [{'message': f'message {n}', 'user': 'alice'} for n in range(2, 22)])
             # The next frame is bob's own: the history held exactly 20.
             self.assertEqual(await say(bob, 'hi'), {'message': 'hi', 'user': 'bob'})
