@@ -126,6 +126,8 @@ class ChatPageTests(ChannelsLiveServerTestCase):
         cookies = [session_cookie('alice'), session_cookie('bob'), session_cookie('carol')]
         from playwright.sync_api import expect, sync_playwright
 
+        # Each expect() waits up to 10 s (the default is 5) for the page to catch up, and no longer than it takes.
+        expect.set_options(timeout=10_000)
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             pages = []
