@@ -139,3 +139,14 @@ def test_a_project_without_a_live_server_test_fails_the_browser_check(tmp_path):
     project = project_with(tmp_path, MESSAGES_ONLY)
     status, detail, _ = outcome(ct.browser_test_runs, Run(project, label="no-browser"))
     assert status == "fail" and "ChannelsLiveServerTestCase" in detail
+
+
+def test_a_skipped_browser_test_is_named_with_its_reason(tmp_path, monkeypatch):
+    """With no chromium on PATH and CI unset, the step's browser test is skipped, and the run names it and why."""
+    project = ct.copy_project(STEP.path, tmp_path, ct.reference_consumer())
+    monkeypatch.setenv("PATH", str(tmp_path / "no-browser-here"))
+    monkeypatch.delenv("CI", raising=False)
+    result = ct.finish(ct.start_tests(project, labels=("chat.tests.ChatPageTests",)))
+    assert result.passed and "skipped=1" in result.summary
+    [skipped] = result.skipped()
+    assert skipped.startswith("test_two_pages_in_a_room") and "make setup" in skipped
