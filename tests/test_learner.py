@@ -31,6 +31,7 @@ PARTIAL = {
     8: ("chat/consumers.py", "subclass AsyncJsonWebsocketConsumer"),
     9: ("chat/consumers.py", "self.scope['user'].is_authenticated"),
     10: ("chat/consumers.py", "await Message.objects.acreate("),
+    11: ("chat/tests.py", "write one test for each"),
 }
 # Step 7 done halfway: everything copied, but the REDIS_URL branch still picks the in-memory layer.
 HALF_DONE = {
