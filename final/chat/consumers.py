@@ -1,11 +1,16 @@
 import json
 
-from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from redis.exceptions import RedisError
+
+from .ratelimit import TokenBucket
 
 # The longest "message" a room accepts, in characters; a longer one gets an error frame.
 MAX_MESSAGE_LENGTH = 1000
+# The close code for a socket over the rate limit: 4000-4999 are the application's own (HTTP 429 is "too many").
+RATE_LIMITED = 4429
 
 
 def read_message(text_data):
@@ -44,14 +49,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await send({'type': 'websocket.send', 'text': frame})
             raise
 
-    async def dispatch(self, message):
-        # Channels closes stale database connections in a worker thread before every event. This consumer never
-        # touches the database, so it skips that thread hop on each frame (docs/benchmarks.md measures it).
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
     async def connect(self):
         # /ws/chat/ names no room: it is the lobby.
         self.room_name = self.scope['url_route']['kwargs'].get('room_name', 'lobby')
@@ -59,11 +56,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.room_group_name, self.channel_name)
         await self.accept()
         self.accepted = True
+        self.bucket = TokenBucket(settings.CHAT_MESSAGES_PER_SECOND, settings.CHAT_MESSAGE_BURST)
 
     async def disconnect(self, close_code):
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        # Every frame spends a token, valid or not. A flood is closed with RATE_LIMITED, and the consumer ends at
+        # once: the frames the client has already queued are dropped, not worked through one by one.
+        if not self.bucket.take():
+            await self.close(code=RATE_LIMITED)
+            await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+            raise StopConsumer()
         # Bad input is answered, not raised: the socket stays open, and only a checked string reaches the room.
         if text_data is None:
             message, problem = None, 'binary frames are not accepted: send JSON text'
