@@ -30,6 +30,8 @@ PARTIAL = {
     7: (None, "RedisChannelLayer"),
     8: ("chat/consumers.py", "subclass AsyncJsonWebsocketConsumer"),
     9: ("chat/consumers.py", "self.scope['user'].is_authenticated"),
+    10: ("chat/consumers.py", "await Message.objects.acreate("),
+    11: ("chat/tests.py", "write one test for each"),
 }
 # Step 7 done halfway: everything copied, but the REDIS_URL branch still picks the in-memory layer.
 HALF_DONE = {
@@ -139,6 +141,34 @@ def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, 
     assert code == 1, out
     hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
     assert hints and HALF_ASYNC_HINTS[mistake] in hints[0], out
+
+
+# Step 10 done with one mistake: (file, what the snapshot says, what the learner wrote instead, the hint's words).
+HALF_HISTORY = {
+    "sync-create": ("chat/consumers.py", "await Message.objects.acreate(", "Message.objects.create(",
+                    "await the async ORM instead: acreate"),
+    "lazy-user": ("chat/consumers.py", ".select_related('user')", "", "select_related('user') before reading"),
+    "newest-first": ("chat/consumers.py", "in reversed(history)", "in history", "send them oldest first"),
+    "no-migration": ("chat/migrations/0001_initial.py", None, None, "python manage.py makemigrations chat"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(HALF_HISTORY))
+def test_step_10_with_one_mistake_fails_with_the_hint_for_that_mistake(mistake, ws, capsys):
+    """A sync create, a lazy foreign key, newest-first history or a missing migration each get their own hint."""
+    step = get_step(10)
+    learner.start(10)
+    name, done, undone, hint = HALF_HISTORY[mistake]
+    apply(step, ws, leave_out=name if done is None else None)
+    if done is not None:
+        text = (ws / name).read_text()
+        assert done in text
+        (ws / name).write_text(text.replace(done, undone, 1))
+    code = learner.check()
+    out = capsys.readouterr().out
+    assert code == 1, out
+    hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
+    assert hints and hint in hints[0], out
 
 
 def test_routing_without_the_routing_module_names_the_file_line_and_missing_module(ws, capsys):

@@ -819,3 +819,34 @@ def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a
         refused = first.locator("#log li.refused").inner_text()
         assert refused.startswith("the server refused this socket") and refused.endswith("Log in")
         assert first.locator("#login-needed a.login-link").get_attribute("href") == "/accounts/login/?next=/"
+
+
+# --- step 10: the database from an async consumer -----------------------------------------------------------
+@reproduces("sync-orm-in-async")
+@pytest.mark.parametrize("how", ["runserver", "daphne"])
+async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(how, variant, serve):
+    """Message.objects.create in receive_json raises SynchronousOnlyOperation: 1011, the room hears nothing."""
+    from websockets.exceptions import ConnectionClosed
+
+    from workbook.diagnose import from_traceback, hint_for
+    from workbook.login import login
+
+    project = variant("sync-orm-in-async")
+    passwords = _step9_users(project)
+    server = serve(project, how=how)
+    alice, bob = (_with_session(server, login(server.http_url, name, passwords[name])) for name in ("alice", "bob"))
+    room = server.ws_url("/ws/chat/sync-orm/")
+    async with connect(room, additional_headers=alice) as sender, connect(room, additional_headers=bob) as other:
+        await sender.send('{"message": "saved?"}')
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(sender.recv(), TIMEOUT)
+        assert closed.value.rcvd.code == 1011
+        with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+            await asyncio.wait_for(other.recv(), 1)  # the socket that did nothing wrong never hears it
+    log = server.wait_for_log(r"SynchronousOnlyOperation: You cannot call this from an async context").string
+    assert "Exception inside application: You cannot call this from an async context" in log
+    problem = from_traceback(log, project)
+    assert (problem.file, problem.line) == ("chat/consumers.py", 59)
+    assert "acreate" in hint_for(problem.error)
+    rows = run_python("manage.py", "history", "sync-orm", cwd=project)
+    assert rows.stdout.strip() == "0 message(s) in room 'sync-orm'", rows.stdout + rows.stderr

@@ -1,11 +1,13 @@
-"""Read a project's consumers as text and find the two async mistakes: a coroutine never awaited, a blocking call.
+"""Read a project's consumers as text and find the async mistakes: a coroutine never awaited, a blocking call,
+a synchronous ORM query in an async handler.
 
-One source for the doctor (`doctor PATH`) and the learner's step 8 check; it only parses, it never imports.
+One source for the doctor (`doctor PATH`) and the learner's step 8 and 10 checks; it only parses, it never imports.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +18,15 @@ CONSUMER_COROUTINES = {"accept", "send", "send_json", "close", "base_send"}
 # Calls that hold the thread; on the event loop they hold every connection of the process.
 BLOCKING = {"time.sleep", "requests.get", "requests.post", "requests.put", "requests.delete", "requests.request",
             "urllib.request.urlopen", "urlopen", "subprocess.run", "subprocess.check_output"}
+# Manager and queryset methods that run their query at once: Django refuses them on the event loop
+# (SynchronousOnlyOperation); their async twins are the same names with an `a` in front.
+SYNC_ORM = {"create", "get", "get_or_create", "update_or_create", "bulk_create", "count", "exists", "first", "last",
+            "delete", "update", "aggregate", "earliest", "latest", "in_bulk"}
 
 
 @dataclass(frozen=True)
 class Mistake:
-    kind: str  # "unawaited" or "blocking"
+    kind: str  # "unawaited", "blocking" or "sync-orm"
     file: str
     line: int
     method: str  # Class.method
@@ -29,6 +35,9 @@ class Mistake:
     def __str__(self) -> str:
         if self.kind == "unawaited":
             return f"{self.file}, line {self.line}: {self.method}() calls {self.call}(…) without await"
+        if self.kind == "sync-orm":
+            return (f"{self.file}, line {self.line}: async {self.method}() runs {self.call}, a synchronous query "
+                    "Django refuses on the event loop (SynchronousOnlyOperation)")
         return f"{self.file}, line {self.line}: async {self.method}() calls {self.call}(…), which blocks the event loop"
 
 
@@ -77,10 +86,47 @@ def _unawaited_and_blocking(cls: ast.ClassDef, imported: dict[str, str], name: s
                 call = imported.get(call, call)
                 if call in BLOCKING:
                     yield "blocking", node.lineno, f"{name}.{method.name}", call
+        if is_async:
+            for line, query in _sync_queries(method):
+                yield "sync-orm", line, f"{name}.{method.name}", query
+
+
+def _own_nodes(function: ast.AST):
+    """Walk a function's body without entering nested functions (a nested def may run in a thread)."""
+    for child in ast.iter_child_nodes(function):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield child
+            yield from _own_nodes(child)
+
+
+def _queryset_text(node: ast.AST) -> str:
+    """Return the source of an expression that goes through a model manager (`….objects…`), shortened; else ''."""
+    text = ast.unparse(node)
+    if not re.search(r"\.objects\b", text):
+        return ""
+    while "(" in text:  # innermost arguments first, until none are left
+        shorter = re.sub(r"\([^()]*\)", "\0", text)
+        if shorter == text:
+            break
+        text = shorter
+    return text.replace("\0", "(…)")
+
+
+def _sync_queries(method: ast.AsyncFunctionDef):
+    """Yield (line, shown call) for each synchronous ORM query an async method runs on the event loop."""
+    for node in _own_nodes(method):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SYNC_ORM:
+            if _queryset_text(node.func.value):
+                yield node.lineno, _queryset_text(node)
+        elif isinstance(node, ast.For) and _queryset_text(node.iter):
+            yield node.lineno, f"for … in {_queryset_text(node.iter)}"
+        elif isinstance(node, ast.Call) and _dotted(node.func) in {"list", "len"} and node.args \
+                and _queryset_text(node.args[0]):
+            yield node.lineno, _queryset_text(node)
 
 
 def scan(project: Path) -> list[Mistake]:
-    """Return every unawaited coroutine call and every blocking call in an async method of a project's classes."""
+    """Return every unawaited coroutine, blocking call and sync ORM query in a project's async methods."""
     project = Path(project)
     found = []
     for relative in project_files(project):

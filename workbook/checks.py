@@ -16,6 +16,8 @@ from pathlib import Path
 from .checkrun import HELLO, QUICK, CheckFunc, Failed, Result, Run, Unavailable, check
 from .checks_async import awaits_and_never_blocks, consumer_is_async_json
 from .checks_groups import redis_shares_rooms, room_route, rooms_share_messages
+from .checks_history import history_replayed, message_model, message_saved
+from .checks_tests import browser_test_runs, catches_drops_user, catches_leaky_rooms, catches_no_history, tests_pass
 from .checks_users import anonymous_refused, demo_users, login_page, sender_from_session
 from .diagnose import from_traceback, hint_for, syntax_errors
 from .errors import WorkbookError
@@ -224,6 +226,8 @@ STEP_CHECKS: dict[int, tuple[CheckFunc, ...]] = {
     8: (page_answers, handshake_accepted, consumer_is_async_json, awaits_and_never_blocks, room_route,
         rooms_share_messages, redis_shares_rooms),
     9: (page_answers, login_page, demo_users, anonymous_refused, sender_from_session),
+    10: (page_answers, awaits_and_never_blocks, message_model, anonymous_refused, message_saved, history_replayed),
+    11: (page_answers, tests_pass, browser_test_runs, catches_drops_user, catches_leaky_rooms, catches_no_history),
 }
 
 

@@ -44,5 +44,8 @@ def awaits_and_never_blocks(run: Run) -> None:
     if first.kind == "unawaited":
         raise Failed(str(first), f"write await {first.call}(…): without await the call only builds a coroutine, "
                                  "which never runs")
+    if first.kind == "sync-orm":
+        raise Failed(str(first), "await the async ORM instead: acreate, aget, `[m async for m in queryset]`; or put "
+                                 "the block in a function decorated with @database_sync_to_async and await it")
     raise Failed(str(first), "every connection of the process waits while it runs: use await asyncio.sleep(…), "
                              "or run the blocking call in a thread with await sync_to_async(…)(…)")

@@ -65,6 +65,11 @@ HINTS: tuple[tuple[str, str], ...] = (
      "receive() got JSON without a \"message\" key: send {\"message\": …}, or handle the missing key"),
     (r"JSONDecodeError|Expecting value",
      "receive() was given text that is not JSON: send JSON, or catch the error in receive()"),
+    (r"SynchronousOnlyOperation|You cannot call this from an async context",
+     "an async handler ran a synchronous ORM query: await Message.objects.acreate(...), iterate with "
+     "`async for`, select_related('user') before reading message.user, or wrap the block in database_sync_to_async"),
+    (r"no such table: chat_message",
+     "the Message table does not exist: run `python manage.py makemigrations chat` (the runner then migrates)"),
 )
 
 
@@ -108,7 +113,8 @@ def syntax_errors(project: Path) -> list[Problem]:
 
 
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)', re.MULTILINE)
-_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|NotReady|Interrupt|Configured)\b.*)$", re.MULTILINE)
+_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|NotReady|Interrupt|Configured|Operation)\b.*)$",
+                        re.MULTILINE)
 
 
 def from_traceback(text: str, project: Path) -> Problem | None:

@@ -273,7 +273,7 @@ def page_findings(pages: dict, consumers: list[dict]) -> list[Finding]:
 
 
 def async_findings(project: Path) -> list[Finding]:
-    """Name coroutines called without await, and blocking calls in async handlers, from the consumers' text."""
+    """Name coroutines called without await, and blocking calls or sync queries in async handlers, from the text."""
     from .async_lint import scan
 
     out = []
@@ -283,6 +283,12 @@ def async_findings(project: Path) -> list[Finding]:
                 "forgot-await", True,
                 f"{mistake}: that only builds a coroutine, which never runs (the room never hears the message)",
                 "write await in front of it",
+            ))
+        elif mistake.kind == "sync-orm":
+            out.append(Finding(
+                "sync-orm-in-async", True, f"{mistake}: the handler raises, and the socket closes with 1011",
+                "await the async ORM (acreate, aget, async for), or put the block in a function decorated with "
+                "@database_sync_to_async and await it",
             ))
         else:
             out.append(Finding(
