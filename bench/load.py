@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -176,7 +176,7 @@ async def _connect_all(urls: list[str], sessions: list[str], report: RoomLoad) -
         except InvalidStatus as refused:
             status = refused.response.status_code
             report.refused[status] = report.refused.get(status, 0) + 1
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
             report.errors.append(f"connect: {type(exc).__name__}: {exc}")
         return None
 

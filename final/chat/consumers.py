@@ -5,8 +5,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from .models import Message
 from .ratelimit import TokenBucket
 
+# How many of a room's newest messages someone who joins receives first.
+HISTORY = 20
 # The longest "message" a room accepts, in characters; a longer one gets an error frame.
 MAX_MESSAGE_LENGTH = 1000
 # The close code for a socket over the rate limit: 4000-4999 are the application's own (HTTP 429 is "too many").
@@ -53,10 +56,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # /ws/chat/ names no room: it is the lobby.
         self.room_name = self.scope['url_route']['kwargs'].get('room_name', 'lobby')
         self.room_group_name = f'chat_{self.room_name}'
+        # AuthMiddlewareStack put the session's user in the scope. Nobody logged in: closing before accept()
+        # refuses the handshake, and the client gets HTTP 403.
+        if not self.scope['user'].is_authenticated:
+            await self.close()
+            return
         await self.channel_layer.group_add(self.room_group_name, self.channel_name)
         await self.accept()
         self.accepted = True
         self.bucket = TokenBucket(settings.CHAT_MESSAGES_PER_SECOND, settings.CHAT_MESSAGE_BURST)
+        if not settings.CHAT_HISTORY:
+            return
+        # select_related fetches each user in the same query: reading message.user later would be a synchronous
+        # query, which Django refuses on the event loop (SynchronousOnlyOperation).
+        newest = Message.objects.filter(room=self.room_name).select_related('user').order_by('-created', '-id')
+        for message in reversed([message async for message in newest[:HISTORY]]):
+            await self.send_message(message.text, message.user.username)
 
     async def disconnect(self, close_code):
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
@@ -76,7 +91,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if problem:
             await self.send(text_data=json.dumps({'error': problem}))
             return
-        await self.channel_layer.group_send(self.room_group_name, {'type': 'chat.message', 'message': message})
+        user = self.scope['user']
+        if settings.CHAT_HISTORY:
+            # Saved before it is sent: whoever joins later replays it from the database.
+            await Message.objects.acreate(room=self.room_name, user=user, text=message)
+        # The sender is whoever the session says: a "user" the client puts in the frame is never read.
+        await self.channel_layer.group_send(
+            self.room_group_name, {'type': 'chat.message', 'message': message, 'user': user.username},
+        )
 
     async def chat_message(self, event):
-        await self.send(text_data=json.dumps({'message': event['message']}))
+        await self.send_message(event['message'], event['user'])
+
+    async def send_message(self, message, user):
+        await self.send(text_data=json.dumps({'message': message, 'user': user}))

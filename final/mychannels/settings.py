@@ -197,6 +197,14 @@ if REDIS_URL:
     }
     CHANNEL_LAYER_IN_USE = f"RedisChannelLayer at {urlsplit(REDIS_URL).netloc.rpartition('@')[2]}"
 
+# After logging in or out, back to the chat page (Django's default after a login is /accounts/profile/).
+LOGIN_REDIRECT_URL = '/'
+LOGOUT_REDIRECT_URL = '/'
+
+# `manage.py test` keeps its database in this file, not in memory: the live-server test's daphne runs in another
+# process, and only a file can be shared with it.
+DATABASES['default']['TEST'] = {'NAME': BASE_DIR / 'test-db.sqlite3'}
+
 # How many frames one socket may send: CHAT_MESSAGES_PER_SECOND on average (0: no limit), in bursts of up to
 # CHAT_MESSAGE_BURST. A frame over the limit reaches no one, and the server closes that socket with code 4429.
 CHAT_MESSAGES_PER_SECOND = float(os.environ.get('CHAT_MESSAGES_PER_SECOND') or 5)
@@ -212,3 +220,7 @@ DATABASES['default']['OPTIONS'] = {
     'transaction_mode': 'IMMEDIATE',
     'timeout': 20,
 }
+
+# CHAT_HISTORY=off: messages are neither saved nor replayed (rooms forget), and the chat makes no database query
+# beyond the login's. The benchmark uses it to price the database.
+CHAT_HISTORY = (os.environ.get('CHAT_HISTORY') or 'on').lower() not in {'0', 'false', 'no', 'off'}
