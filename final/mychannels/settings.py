@@ -215,6 +215,9 @@ CHAT_MESSAGE_BURST = int(os.environ.get('CHAT_MESSAGE_BURST') or 10)
 # the file), IMMEDIATE takes the write lock when a transaction starts so two writers never deadlock, and a
 # writer waits up to 20 s for the lock instead of failing with "database is locked". DJANGO_SQLITE_PATH moves it.
 DATABASES['default']['NAME'] = os.environ.get('DJANGO_SQLITE_PATH') or DATABASES['default']['NAME']
+# Channels runs close_old_connections() before every event, and at the default CONN_MAX_AGE (0) that closes the
+# connection each time, so every query after an event opens the file anew.
+DATABASES['default']['CONN_MAX_AGE'] = int(os.environ.get('DJANGO_CONN_MAX_AGE') or 600)
 DATABASES['default']['OPTIONS'] = {
     'init_command': 'PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL',
     'transaction_mode': 'IMMEDIATE',
