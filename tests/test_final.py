@@ -348,39 +348,45 @@ def test_workbook_run_final_serves_it_with_the_daphne_cli():
 
 
 @pytest.mark.redis
-async def test_two_final_servers_share_rooms_through_redis(redis_servers, serve):
-    """A client of the daphne process reaches a client of the uvicorn process through one Redis."""
-    env = {"REDIS_URL": redis_servers().url}
+async def test_two_final_servers_share_rooms_through_redis(redis_servers, serve, tmp_path):
+    """A client of the daphne process reaches a client of the uvicorn process through one Redis and one database."""
+    env = {"REDIS_URL": redis_servers().url, **fresh_database(tmp_path)}
     a, b = serve(FINAL, how="daphne", env=env), serve(FINAL, how="uvicorn", env=env)
-    async with await join(a, "shared") as on_a, await join(b, "shared") as on_b:
+    a.sessions = b.sessions = {name: session_for(env, name) for name in ("alice", "bob")}
+    async with await join(a, "shared") as on_a, await join(b, "shared", "bob") as on_b:
         await client.send_text(on_b, "not json", quiet=True)
         assert "error" in await client.receive(on_b, quiet=True)
         await client.send_json(on_b, {"message": "from B"}, quiet=True)
-        assert await client.receive(on_a, quiet=True) == {"message": "from B"}
-        assert await client.receive(on_b, quiet=True) == {"message": "from B"}
+        assert await client.receive(on_a, quiet=True) == {"message": "from B", "user": "bob"}
+        assert await client.receive(on_b, quiet=True) == {"message": "from B", "user": "bob"}
+    # Saved by one process, replayed by the other.
+    async with await join(a, "shared", "bob") as later:
+        assert await client.receive(later, quiet=True) == {"message": "from B", "user": "bob"}
 
 
 @pytest.mark.redis
-async def test_a_surge_of_300_handshakes_on_redis_is_all_accepted(redis_servers, serve):
-    """300 clients connecting at once to one process on the Redis layer are all accepted (no HTTP 500)."""
+async def test_a_surge_of_300_handshakes_on_redis_is_all_accepted(redis_servers, serve, tmp_path):
+    """300 logged-in clients connecting at once to one process on the Redis layer are all accepted (no HTTP 500)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1024:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
-    server = serve(FINAL, how="daphne", env={"REDIS_URL": redis_servers().url})
+    env = {"REDIS_URL": redis_servers().url, **fresh_database(tmp_path)}
+    server = serve(FINAL, how="daphne", env=env)
+    server.sessions = {"alice": session_for(env)}
     results = await asyncio.gather(
-        *(client.handshake_status(server.ws_url(f"/ws/chat/surge-{i % 30}/"), origin=origin(server), quiet=True)
-          for i in range(300)),
-        return_exceptions=True,
+        *(handshake_status(server, path=f"/ws/chat/surge-{i % 30}/") for i in range(300)), return_exceptions=True,
     )
     assert results == [101] * 300, {repr(r) for r in results if r != 101}
     assert "MaxConnectionsError" not in server.log_text()
 
 
 @pytest.mark.redis
-async def test_redis_going_away_sends_an_error_frame_and_the_server_recovers(redis_servers, serve):
+async def test_redis_going_away_sends_an_error_frame_and_the_server_recovers(redis_servers, serve, tmp_path):
     """With Redis stopped, an open socket gets an error frame and a 1011 close; once it is back, rooms work again."""
     redis = redis_servers()
-    server = serve(FINAL, how="daphne", env={"REDIS_URL": redis.url})
+    env = {"REDIS_URL": redis.url, **fresh_database(tmp_path)}
+    server = serve(FINAL, how="daphne", env=env)
+    server.sessions = {"alice": session_for(env)}
     ws = await join(server, "outage")
     redis.stop()
     error = await client.receive(ws, quiet=True)
@@ -391,4 +397,4 @@ async def test_redis_going_away_sends_an_error_frame_and_the_server_recovers(red
     redis_servers(port=redis.port)
     async with await join(server, "outage") as again:
         await client.send_json(again, {"message": "back"}, quiet=True)
-        assert await client.receive(again, quiet=True) == {"message": "back"}
+        assert await client.receive(again, quiet=True) == {"message": "back", "user": "alice"}
