@@ -94,7 +94,7 @@ def test_final_md_teaches_each_new_channels_idea_and_why_dispatch_is_not_overrid
 
     text = " ".join((ROOT / "final" / "FINAL.md").read_text(encoding="utf-8").split())
     for idea in ("AllowedHostsOriginValidator", "AsyncWebsocketConsumer", "`dispatch()`", "StopConsumer"):
-        assert f"{idea} (new)" in text or f"{idea}` (new" in text, f"FINAL.md does not introduce {idea}"
+        assert f"{idea} (new" in text or f"{idea}` (new" in text, f"FINAL.md does not introduce {idea}"
     # Final's consumer uses the database, so it keeps channels' dispatch(), which closes stale connections.
     assert "close_old_connections" in inspect.getsource(AsyncConsumer.dispatch)
     consumer = (ROOT / "final" / "chat" / "consumers.py").read_text(encoding="utf-8")
