@@ -58,7 +58,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.room_group_name = f'chat_{self.room_name}'
         # AuthMiddlewareStack put the session's user in the scope. Nobody logged in: closing before accept()
         # refuses the handshake, and the client gets HTTP 403.
-        if not self.scope['user'].is_authenticated:
+        self.user = self.scope['user']
+        if not self.user.is_authenticated:
             await self.close()
             return
         await self.channel_layer.group_add(self.room_group_name, self.channel_name)
@@ -91,13 +92,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if problem:
             await self.send(text_data=json.dumps({'error': problem}))
             return
-        user = self.scope['user']
         if settings.CHAT_HISTORY:
             # Saved before it is sent: whoever joins later replays it from the database.
-            await Message.objects.acreate(room=self.room_name, user=user, text=message)
+            await Message.objects.acreate(room=self.room_name, user=self.user, text=message)
         # The sender is whoever the session says: a "user" the client puts in the frame is never read.
         await self.channel_layer.group_send(
-            self.room_group_name, {'type': 'chat.message', 'message': message, 'user': user.username},
+            self.room_group_name, {'type': 'chat.message', 'message': message, 'user': self.user.username},
         )
 
     async def chat_message(self, event):
