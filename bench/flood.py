@@ -28,6 +28,8 @@ from websockets.exceptions import ConnectionClosed
 from workbook.redis import RedisServer, binary
 from workbook.server import Server
 
+# A phase stops sending after this many seconds, measured or not: a flood can slow every round trip to seconds.
+PHASE_LIMIT = 60
 START, END = "<!-- flood: written by `python -m workbook bench flood --write` -->", "<!-- end of flood -->"
 
 
@@ -79,9 +81,11 @@ async def talkers(url: str, sessions: list[str], messages: int, gap: float) -> t
     sockets = await asyncio.gather(*(open_client(url, key) for key in sessions))
     round_trips: list[float] = []
 
-    async def talk(ws, name: str) -> None:
+    async def talk(ws, name: str, until: float) -> None:
         seen: set[str] = set()
         for k in range(messages):
+            if time.monotonic() > until:
+                return
             mine, sent = f"{name}:{k}", time.monotonic()
             await ws.send(json.dumps({"message": mine}))
             while mine not in seen:
@@ -93,7 +97,7 @@ async def talkers(url: str, sessions: list[str], messages: int, gap: float) -> t
             await asyncio.sleep(gap)
 
     started = time.monotonic()
-    await asyncio.gather(*(talk(ws, f"t{i}") for i, ws in enumerate(sockets)))
+    await asyncio.gather(*(talk(ws, f"t{i}", started + PHASE_LIMIT) for i, ws in enumerate(sockets)))
     seconds = time.monotonic() - started
     await asyncio.gather(*(ws.close() for ws in sockets))
     return round_trips, seconds
@@ -125,18 +129,20 @@ def run(args) -> dict:
     database, sessions = logged_in(args.project, python, args.room, name="flood")
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "layers": {}}
     layers = ["in-memory"] + (["redis"] if args.redis and binary() else [])
-    for layer in layers:
+    for layer, how in [(layer, how) for how in args.servers for layer in layers]:
         with ExitStack() as stack:
             env = dict(database)
             if layer == "redis":
                 env["REDIS_URL"] = stack.enter_context(RedisServer()).url
-            server = stack.enter_context(final_server(args.server, env, args.project))
+            server = stack.enter_context(final_server(how, env, args.project))
             rounds = []
             for k in range(args.rounds):
-                quiet = phase(server.ws_url(f"/ws/chat/quiet-{k}/"), sessions, args.messages, args.gap, False)
-                flood = phase(server.ws_url(f"/ws/chat/flood-{k}/"), sessions, args.messages, args.gap, True)
+                # Rooms of their own: a room's history would be replayed to the talkers as they join.
+                tag = f"{layer.replace('-', '')}-{how}-{k}"
+                quiet = phase(server.ws_url(f"/ws/chat/quiet-{tag}/"), sessions, args.messages, args.gap, False)
+                flood = phase(server.ws_url(f"/ws/chat/flood-{tag}/"), sessions, args.messages, args.gap, True)
                 rounds.append({"quiet": quiet, "flood": flood})
-                print(f"flood  {layer} round {k + 1}: quiet {quiet['median'] * 1000:.1f} / "
+                print(f"flood  {layer}, {how}, round {k + 1}: quiet {quiet['median'] * 1000:.1f} / "
                       f"{quiet['p99'] * 1000:.1f} ms, flood {flood['median'] * 1000:.1f} / "
                       f"{flood['p99'] * 1000:.1f} ms; the flooder sent"
                       f" {flood['sent']} frames ({flood['flood_rate']:.0f}/s) and was closed {flood['closed']} times"
@@ -145,7 +151,7 @@ def run(args) -> dict:
         def median(values):
             return sorted(values)[len(values) // 2]
 
-        results["layers"][layer] = {
+        results["layers"][f"{layer}, {how}"] = {
             "quiet_median_ms": median([r["quiet"]["median"] * 1000 for r in rounds]),
             "quiet_p99_ms": median([r["quiet"]["p99"] * 1000 for r in rounds]),
             "flood_median_ms": median([r["flood"]["median"] * 1000 for r in rounds]),
@@ -166,11 +172,11 @@ def markdown(results: dict) -> str:
         f"### One client floods its room: the others' round trips "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"final on {a['server']}, rooms of {a['room']} logged-in clients: {int(a['room']) - 1} talkers each send "
+        f"final on {a['servers']}, rooms of {a['room']} logged-in clients: {int(a['room']) - 1} talkers each send "
         f"{a['messages']} messages {a['gap']} s apart; the last client floods (or, in the quiet phase, listens). "
         f"Median of {a['rounds']} rounds. Command: `{' '.join(['python', 'bench/flood.py', *sys.argv[1:]])}`.",
         "",
-        "| layer | quiet: median / p99 | flood: median / p99 | ratio median / p99 | flooder's frames/s "
+        "| layer, server | quiet: median / p99 | flood: median / p99 | ratio median / p99 | flooder's frames/s "
         "| flooder closed (per second) | close codes |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -185,10 +191,10 @@ def markdown(results: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/flood.py", description=__doc__.splitlines()[0])
     parser.add_argument("--room", type=int, default=10, help="clients in the room, the flooder included (default 10)")
-    parser.add_argument("--messages", type=int, default=40, help="messages each talker sends (default 40)")
+    parser.add_argument("--messages", type=int, default=30, help="messages each talker sends (default 30)")
     parser.add_argument("--gap", type=float, default=0.25, help="seconds a talker waits between messages")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of quiet and flood (default 3)")
-    parser.add_argument("--server", default="daphne", choices=["daphne", "uvicorn"])
+    parser.add_argument("--servers", nargs="+", default=["uvicorn", "daphne"], choices=["daphne", "uvicorn"])
     parser.add_argument("--no-redis", dest="redis", action="store_false", help="skip the Redis layer")
     parser.add_argument("--project", type=Path, default=FINAL, help="the project to measure (default final/)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
