@@ -52,8 +52,11 @@ def last_client(url: str, session: str, flood: bool, ready, stop, results) -> No
             ready.set()
 
             async def listen(ws=ws) -> None:
-                async for frame in ws:
-                    counts["delivered"] += "message" in json.loads(frame)
+                try:
+                    async for frame in ws:
+                        counts["delivered"] += "message" in json.loads(frame)
+                except ConnectionClosed:
+                    pass  # the close code is read from the sending side
 
             reader = asyncio.ensure_future(listen())
             try:
