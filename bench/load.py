@@ -328,7 +328,8 @@ def db_cost(rows: list[dict]) -> dict:
     cost = {}
     for layer, on in by_layer.items():
         off = by_layer.get(f"{layer}, save off")
-        if off and off["deliver_s"] and off["rtt_median_s"]:
+        # A row that lost clients at the handshake carried less load: its time is no price of the database.
+        if off and on["connected"] == off["connected"] == on["clients"] and not on["lost"] and not off["lost"]:
             cost[layer] = {"deliver": on["deliver_s"] / off["deliver_s"],
                            "rtt_median": on["rtt_median_s"] / off["rtt_median_s"],
                            "rtt_p99": on["rtt_p99_s"] / off["rtt_p99_s"]}
