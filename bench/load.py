@@ -28,10 +28,12 @@ from importlib import metadata
 from pathlib import Path
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _logins import cookie, logged_in  # noqa: E402
 
 from workbook.redis import GET_REDIS, RedisServer, binary  # noqa: E402
 from workbook.registry import get_step  # noqa: E402
@@ -141,8 +143,10 @@ def origin_of(url: str) -> str:
     return "http://" + url.split("://", 1)[1].split("/", 1)[0]
 
 
-async def open_client(url: str):
-    return await connect(url, origin=origin_of(url), open_timeout=DEADLINE, max_size=2**20)
+async def open_client(url: str, session: str | None = None):
+    """Open a socket as a browser of the page would: its Origin and, when logged in, its session cookie."""
+    return await connect(url, origin=origin_of(url), open_timeout=DEADLINE, max_size=2**20,
+                         additional_headers=cookie(session) if session else None)
 
 
 @dataclass
@@ -165,18 +169,18 @@ class RoomLoad:
         return self.expected - self.received
 
 
-async def _connect_all(urls: list[str], report: RoomLoad) -> list:
-    async def one(url):
+async def _connect_all(urls: list[str], sessions: list[str], report: RoomLoad) -> list:
+    async def one(url, session):
         try:
-            return await open_client(url)
+            return await open_client(url, session)
         except InvalidStatus as refused:
             status = refused.response.status_code
             report.refused[status] = report.refused.get(status, 0) + 1
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
             report.errors.append(f"connect: {type(exc).__name__}: {exc}")
         return None
 
-    return await asyncio.gather(*(one(url) for url in urls))
+    return await asyncio.gather(*(one(url, sessions[i % len(sessions)]) for i, url in enumerate(urls)))
 
 
 async def _talk(ws, name: str, messages: int, expected: set[str], report: RoomLoad, deadline: float) -> None:
@@ -204,14 +208,15 @@ async def _talk(ws, name: str, messages: int, expected: set[str], report: RoomLo
     report.received += len(seen & expected)
 
 
-async def room_load(urls: list[str], clients: int, messages: int, room_size: int,
-                    patience: float = DEADLINE) -> RoomLoad:
+async def room_load(urls: list[str], clients: int, messages: int, room_size: int, sessions: list[str],
+                    tag: str, patience: float = DEADLINE) -> RoomLoad:
     """Connect `clients` at once into rooms of `room_size`, spread over `urls`; each sends `messages` messages."""
     report = RoomLoad(clients, messages, room_size)
-    rooms = [f"bench-{i // room_size}" for i in range(clients)]
+    # Rooms new to this run: a room's history would be replayed to whoever joins it.
+    rooms = [f"bench-{tag}-{i // room_size}" for i in range(clients)]
     targets = [f"{urls[i % len(urls)]}{rooms[i]}/" for i in range(clients)]
     started = time.monotonic()
-    sockets = await _connect_all(targets, report)
+    sockets = await _connect_all(targets, sessions, report)
     report.connect_seconds = time.monotonic() - started
     report.connected = sum(ws is not None for ws in sockets)
     members: dict[str, list[int]] = {}
@@ -231,9 +236,10 @@ async def room_load(urls: list[str], clients: int, messages: int, room_size: int
     return report
 
 
-async def echo_rate(urls: list[str], seconds: float, frame: str) -> float:
+async def echo_rate(urls: list[str], seconds: float, frame: str, sessions: list[str] | None = None) -> float:
     """Round trips per second over one socket per URL, each sending its next frame when the last came back."""
-    sockets = await asyncio.gather(*(open_client(url) for url in urls))
+    sessions = sessions or [None]
+    sockets = await asyncio.gather(*(open_client(url, sessions[i % len(sessions)]) for i, url in enumerate(urls)))
     count = 0
 
     async def loop(ws, until):
@@ -253,14 +259,15 @@ async def echo_rate(urls: list[str], seconds: float, frame: str) -> float:
     return rate
 
 
-async def idle_memory(server: Server, url: str, connections: int) -> tuple[float, int]:
+async def idle_memory(server: Server, url: str, connections: int, sessions: list[str]) -> tuple[float, int]:
     """Open `connections` idle sockets; return (KiB of server RSS per socket, total RSS in KiB)."""
-    warm = await open_client(url)
+    warm = await open_client(url, sessions[0])
     await warm.close()
     before = group_rss_kib(server.pid)
     sockets = []
     for start in range(0, connections, 100):
-        sockets += await asyncio.gather(*(open_client(url) for _ in range(min(100, connections - start))))
+        sockets += await asyncio.gather(*(open_client(url, sessions[(start + k) % len(sessions)])
+                                          for k in range(min(100, connections - start))))
     await asyncio.sleep(1)  # let the server finish any per-connection work before reading RSS
     after = group_rss_kib(server.pid)
     await asyncio.gather(*(ws.close() for ws in sockets))
@@ -301,6 +308,9 @@ def echo_server(port: int):
 
 # How each server runs final/: uvicorn as FINAL.md's production command, without per-message compression.
 SERVER_ENV = {"daphne": {}, "uvicorn": {"UVICORN_WS_PER_MESSAGE_DEFLATE": "false"}}
+# The switch that turns saving (and replaying) messages off, to show what the database costs.
+SAVE_OFF = {"CHAT_HISTORY": "off"}
+NO_RATE_LIMIT = {"CHAT_MESSAGES_PER_SECOND": "0"}
 # Step 07's layer settings, for --before: channels_redis' own pool and capacity.
 STEP_07_LAYER = """from mychannels.settings import *  # noqa: F403
 
@@ -312,28 +322,51 @@ _config['hosts'][0].pop('timeout')
 """
 
 
+def db_cost(rows: list[dict]) -> dict:
+    """For each layer measured with the save on and off: the time to deliver and the round trip, on / off."""
+    by_layer = {row["layer"]: row for row in rows}
+    cost = {}
+    for layer, on in by_layer.items():
+        off = by_layer.get(f"{layer}, save off")
+        # A row that lost clients at the handshake carried less load: its time is no price of the database.
+        if off and on["connected"] == off["connected"] == on["clients"] and not on["lost"] and not off["lost"]:
+            cost[layer] = {"deliver": on["deliver_s"] / off["deliver_s"],
+                           "rtt_median": on["rtt_median_s"] / off["rtt_median_s"],
+                           "rtt_p99": on["rtt_p99_s"] / off["rtt_p99_s"]}
+    return cost
+
+
 def run(args) -> dict:
     results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
-                     "load": [], "echo": {}, "memory": {}, "trace": {}}
+                     "load": [], "db_cost": {}, "echo": {}, "memory": {}, "trace": {}}
     results["open_files"] = raise_open_files(max(4096, args.clients * 4 + 1024))
     frame = json.dumps({"message": "x" * 64})
     log = print if not args.quiet else (lambda *a, **k: None)
+    # Every client is a logged-in user of a fresh database that all the servers of this run share.
+    python = Server(args.project, port=1).command()[0]
+    database, sessions = logged_in(args.project, python, max(args.clients, args.echo_connections))
+
+    def server_env(how: str, **extra: str) -> dict:
+        return {**database, **SERVER_ENV[how], **extra}
 
     def load(layer: str, servers: list[Server], patience: float = DEADLINE) -> None:
         report = asyncio.run(room_load([s.ws_url("/ws/chat/") for s in servers], args.clients, args.messages,
-                                       args.room_size, patience))
+                                       args.room_size, sessions, str(len(results["load"])), patience))
         row = {"layer": layer, "server": f"{servers[0].how} ×{len(servers)}", **_load_row(report)}
         results["load"].append(row)
         log(f"load   {row}")
 
     if "load" in args.parts:
         for how in args.servers:
-            with final_server(how, SERVER_ENV[how], args.project) as server:
+            with final_server(how, server_env(how), args.project) as server:
                 load("in-memory", [server])
+        if args.db_cost:
+            with final_server("daphne", server_env("daphne", **SAVE_OFF), args.project) as server:
+                load("in-memory, save off", [server])
         if args.redis and binary() is None:
             print(f"bench: skipping the Redis rows, redis-server is not installed: {GET_REDIS}", file=sys.stderr)
         elif args.redis:
-            redis_runs = [("redis", {})]
+            redis_runs = [("redis", {}), *([("redis, save off", SAVE_OFF)] if args.db_cost else [])]
             if args.before:
                 overlay = ROOT / ".workbook" / "bench-step07-layer"
                 overlay.mkdir(parents=True, exist_ok=True)
@@ -342,10 +375,11 @@ def run(args) -> dict:
                     "PYTHONPATH": str(overlay), "DJANGO_SETTINGS_MODULE": "step07_layer"}))
             for layer, extra in redis_runs:
                 with RedisServer() as redis, ExitStack() as stack:
-                    env = {"REDIS_URL": redis.url, **extra}
+                    env = server_env("daphne", REDIS_URL=redis.url, **extra)
                     servers = [stack.enter_context(final_server("daphne", env, args.project)) for _ in range(2)]
                     # Step 07's settings lose messages for good: waiting the full deadline would add nothing.
-                    load(layer, servers, DEADLINE if not extra else 60)
+                    load(layer, servers, 60 if "step 07" in layer else DEADLINE)
+        results["db_cost"] = db_cost(results["load"])
 
     if "echo" in args.parts:
         def raw_rate() -> float:
@@ -354,10 +388,11 @@ def run(args) -> dict:
                 return asyncio.run(echo_rate([f"ws://127.0.0.1:{port}/"] * args.echo_connections, args.seconds, frame))
 
         def final_rate(how: str) -> float:
-            with final_server(how, SERVER_ENV[how], args.project) as server:
+            # Each socket sends as fast as its replies come back: the rate limit would turn most of them away.
+            with final_server(how, server_env(how, **NO_RATE_LIMIT), args.project) as server:
                 # Each socket is alone in its room: its message comes back to it through the channel layer.
                 urls = [server.ws_url(f"/ws/chat/echo-{i}/") for i in range(args.echo_connections)]
-                return asyncio.run(echo_rate(urls, args.seconds, frame))
+                return asyncio.run(echo_rate(urls, args.seconds, frame, sessions))
 
         # Rounds of raw, then each server, back to back: a ratio compares measurements seconds apart, and the
         # median over rounds keeps one disturbed round (this machine is shared) from deciding the figure.
@@ -404,12 +439,12 @@ def run(args) -> dict:
         }
 
     if "memory" in args.parts:
-        variants = [(how, SERVER_ENV[how], how) for how in args.servers]
+        variants = [(how, server_env(how), how) for how in args.servers]
         if "uvicorn" in args.servers:
-            variants.append(("uvicorn", {}, "uvicorn, per-message deflate on (its default)"))
+            variants.append(("uvicorn", database, "uvicorn, per-message deflate on (its default)"))
         for how, env, name in variants:
             with final_server(how, env, args.project) as server:
-                per, total = asyncio.run(idle_memory(server, server.ws_url("/ws/chat/idle/"), args.clients))
+                per, total = asyncio.run(idle_memory(server, server.ws_url("/ws/chat/idle/"), args.clients, sessions))
             results["memory"][name] = {"per_connection_kib": per, "total_mib": total / 1024}
             log(f"memory {name}: {per:.1f} KiB per idle connection ({total / 1024:.0f} MiB in all)")
     return results
@@ -447,6 +482,16 @@ def results_markdown(results: dict) -> str:
                 f"{row['lost']} | {row['errors']} | {row['connect_s']:.1f} s | {row['deliver_s']:.1f} s | "
                 f"{row['rtt_median_s']:.2f} / {row['rtt_p99_s']:.2f} / {row['rtt_max_s']:.2f} s |"
             )
+        lines.append("")
+    if results.get("db_cost"):
+        lines += [
+            "### What the database costs: every message saved, as a ratio to the same load with the save off",
+            "",
+            "| layer | time to deliver | round trip median | round trip p99 |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [f"| {layer} | {c['deliver']:.2f}× | {c['rtt_median']:.2f}× | {c['rtt_p99']:.2f}× |"
+                  for layer, c in results["db_cost"].items()]
         lines.append("")
     if results["echo"]:
         lines += [
@@ -489,15 +534,15 @@ def results_markdown(results: dict) -> str:
     return "\n".join([*lines, END])
 
 
-def write_doc(results: dict, doc: Path) -> None:
-    """Replace the results section of `doc`, keeping the prose around it."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START not in text or END not in text:
-        text = f"{text.rstrip()}\n\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
+def write_doc(results: dict, doc: Path, start: str = START, end: str = END, section: str | None = None) -> None:
+    """Replace the section of `doc` between `start` and `end` (the load results), keeping the prose around it."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        text = f"{text.rstrip()}\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(head + results_markdown(results) + tail, encoding="utf-8")
+    doc.write_text(head + (section or results_markdown(results)) + tail, encoding="utf-8")
 
 
 def _spread(samples: list[float]) -> dict:
@@ -530,6 +575,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-redis", dest="redis", action="store_false", help="skip the Redis layer")
     parser.add_argument("--before", action="store_true",
                         help="also run the Redis load with step 07's layer settings, to show why final changes them")
+    parser.add_argument("--no-db-cost", dest="db_cost", action="store_false",
+                        help="skip the load rows with the save off (CHAT_HISTORY=off) that price the database")
     parser.add_argument("--project", type=Path, default=FINAL, help="the project to measure (default final/)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
     parser.add_argument("--write", action="store_true", help=f"rewrite {DOC.relative_to(ROOT)} with the results")

@@ -1,4 +1,4 @@
-"""The final project: step 07 plus the hardening, tested against the real daphne and uvicorn servers."""
+"""The final project: step 11 plus the hardening, tested against the real daphne and uvicorn servers."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import urllib.request
 
 import pytest
 from conftest import STARTED_GROUPS, run_python
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from workbook import client, free_port, get_step
+from workbook import Server, client, free_port, get_step
 from workbook.diffs import changed_files
 from workbook.server import TIMEOUT
 
@@ -27,7 +29,20 @@ PRODUCTION = {
     "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
     "DJANGO_ALLOWED_HOSTS": "chat.example.com",
 }
-LIMIT = int(re.search(r"^MAX_MESSAGE_LENGTH = (\d+)", (FINAL.path / "chat/consumers.py").read_text(), re.M).group(1))
+CONSUMER = (FINAL.path / "chat/consumers.py").read_text()
+LIMIT = int(re.search(r"^MAX_MESSAGE_LENGTH = (\d+)", CONSUMER, re.M).group(1))
+RATE_LIMITED = int(re.search(r"^RATE_LIMITED = (\d+)", CONSUMER, re.M).group(1))
+# A session as django.contrib.auth.login() leaves it, made in the server's own database and settings.
+SESSION = """
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+user, _ = get_user_model().objects.get_or_create(username='{name}')
+session = SessionStore()
+session.update({{SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: 'django.contrib.auth.backends.ModelBackend',
+                HASH_SESSION_KEY: user.get_session_auth_hash()}})
+session.create()
+print(session.session_key)
+"""
 # Each bad frame, and a word its error frame must contain.
 BAD_FRAMES = {
     "non-json": ("hello", "not JSON"),
@@ -50,14 +65,67 @@ def how(request) -> str:
     return request.param
 
 
+def fresh_database(directory, env: dict | None = None) -> dict[str, str]:
+    """Migrate a new sqlite file in `directory`; return the env that points final's servers at it."""
+    database = {"DJANGO_SQLITE_PATH": str(directory / "db.sqlite3")}
+    result = run_python("manage.py", "migrate", "--noinput", cwd=FINAL.path, env={**(env or {}), **database})
+    assert result.returncode == 0, result.stderr
+    return {**database, "WORKBOOK_MIGRATE": "0"}
+
+
+def session_for(env: dict[str, str], name: str = "alice") -> str:
+    """Log `name` in (creating the user) in the database and settings of `env`; return the session key."""
+    result = run_python("manage.py", "shell", "-c", SESSION.format(name=name), cwd=FINAL.path, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def final_server(tmp_path_factory):
+    """Return final under `how`, started once per module on a database of its own, so that no room has history."""
+    started: dict[str, Server] = {}
+
+    def get(how: str) -> Server:
+        server = started.get(how)
+        if server is None or not server.running:
+            env = fresh_database(tmp_path_factory.mktemp(f"final-{how}"))
+            server = started[how] = Server(FINAL, how=how, env=env)
+            server.start()
+            STARTED_GROUPS.append(server.pid)
+            server.sessions = {name: session_for(env, name) for name in ("alice", "bob", "carol")}
+        return server
+
+    yield get
+    for server in started.values():
+        server.stop()
+
+
 def origin(server) -> str:
     """The Origin a browser sends for the page this server serves."""
     return server.http_url.rstrip("/")
 
 
-async def join(server, room: str = "", **options):
-    path = f"/ws/chat/{room}/" if room else "/ws/chat/"
-    return await client.open_socket(server.ws_url(path), origin=origin(server), quiet=True, **options)
+def opening(server, path: str = "/ws/chat/", user: str | None = "alice", sent_origin: str | None = "own", **options):
+    """Open a socket as a browser would: the page's origin (or `sent_origin`), and `user`'s session cookie."""
+    headers = {}
+    if sent_origin:
+        headers["Origin"] = origin(server) if sent_origin == "own" else sent_origin
+    if user:
+        headers["Cookie"] = f"sessionid={server.sessions[user]}"
+    return connect(server.ws_url(path), additional_headers=headers, open_timeout=TIMEOUT, **options)
+
+
+async def join(server, room: str = "", user: str = "alice", **options):
+    return await opening(server, f"/ws/chat/{room}/" if room else "/ws/chat/", user, **options)
+
+
+async def handshake_status(server, **options) -> int:
+    """Try a handshake; return 101 when accepted, else the HTTP status it was refused with."""
+    try:
+        async with opening(server, **options):
+            return 101
+    except InvalidStatus as refused:
+        return refused.response.status_code
 
 
 async def hears_nothing(ws, seconds: float = QUIET) -> bool:
@@ -79,9 +147,10 @@ def page(url: str, headers: dict | None = None) -> str:
 # --- the snapshot --------------------------------------------------------------------------------------------
 
 
-def test_final_differs_from_step_07_only_in_the_files_it_declares():
-    """final/ is step 07 plus the hardening: the changed files are exactly steps.toml's [final] list."""
-    assert changed_files(get_step(7), FINAL) == sorted(FINAL.changed)
+def test_final_differs_from_step_11_only_in_the_files_it_declares():
+    """final/ is step 11 plus the hardening: the changed files are exactly steps.toml's [final] list."""
+    assert FINAL.base == 11
+    assert changed_files(get_step(11), FINAL) == sorted(FINAL.changed)
 
 
 def test_the_final_page_walks_through_every_changed_file_and_has_a_diagram():
@@ -131,23 +200,24 @@ def test_production_without_a_secret_key_refuses_to_start():
 # --- the origin check ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sent", "status"), [
-    pytest.param("own", 101, id="own-origin"),
-    pytest.param("http://evil.example", 403, id="foreign-origin"),
-    pytest.param(None, 403, id="no-origin"),
+@pytest.mark.parametrize(("sent", "user", "status"), [
+    pytest.param("own", "alice", 101, id="own-origin"),
+    pytest.param("own", None, 403, id="own-origin-anonymous"),
+    pytest.param("http://evil.example", "alice", 403, id="foreign-origin"),
+    pytest.param(None, "alice", 403, id="no-origin"),
 ])
-async def test_only_the_pages_own_origin_may_open_a_socket(how, sent, status, shared_server):
-    """AllowedHostsOriginValidator accepts the page's origin and answers 403 to another one, or to none."""
-    server = shared_server(FINAL, how)
-    sent = origin(server) if sent == "own" else sent
-    assert await client.handshake_status(server.ws_url(), origin=sent, quiet=True) == status
+async def test_only_a_logged_in_page_of_this_site_may_open_a_socket(how, sent, user, status, final_server):
+    """The validator answers 403 to another origin or none, and the consumer to a socket with no logged-in user."""
+    assert await handshake_status(final_server(how), sent_origin=sent, user=user) == status
 
 
-async def test_in_production_the_origin_must_be_an_allowed_host(serve):
+async def test_in_production_the_origin_must_be_an_allowed_host(serve, tmp_path):
     """With DJANGO_ALLOWED_HOSTS=chat.example.com, that origin is accepted and the loopback one refused."""
-    server = serve(FINAL, how="daphne", env=PRODUCTION)
-    assert await client.handshake_status(server.ws_url(), origin="https://chat.example.com", quiet=True) == 101
-    assert await client.handshake_status(server.ws_url(), origin=origin(server), quiet=True) == 403
+    env = {**PRODUCTION, **fresh_database(tmp_path, PRODUCTION)}
+    server = serve(FINAL, how="daphne", env=env)
+    server.sessions = {"alice": session_for(env)}
+    assert await handshake_status(server, sent_origin="https://chat.example.com") == 101
+    assert await handshake_status(server) == 403
     # The page is served to the allowed host over (proxied) https; plain http is redirected to https.
     body = page(server.http_url, {"Host": "chat.example.com", "X-Forwarded-Proto": "https"})
     assert 'id="chat-form"' in body
@@ -161,56 +231,87 @@ async def test_in_production_the_origin_must_be_an_allowed_host(serve):
 # --- rooms and bad input -------------------------------------------------------------------------------------
 
 
-async def test_a_message_reaches_its_room_the_sender_included_and_no_other_room(how, shared_server):
+async def test_a_message_reaches_its_room_the_sender_included_and_no_other_room(how, final_server):
     """Two clients of one room hear a message; a client of another room does not."""
-    server = shared_server(FINAL, how)
-    async with await join(server, "kitchen") as alice, await join(server, "kitchen") as bob, \
-            await join(server, "garden") as carol:
-        await client.send_json(alice, {"message": "soup is ready"}, quiet=True)
-        assert await client.receive(alice, quiet=True) == {"message": "soup is ready"}
-        assert await client.receive(bob, quiet=True) == {"message": "soup is ready"}
+    server = final_server(how)
+    async with await join(server, "kitchen") as alice, await join(server, "kitchen", "bob") as bob, \
+            await join(server, "garden", "carol") as carol:
+        await client.send_json(alice, {"message": "soup is ready", "user": "mallory"}, quiet=True)
+        assert await client.receive(alice, quiet=True) == {"message": "soup is ready", "user": "alice"}
+        assert await client.receive(bob, quiet=True) == {"message": "soup is ready", "user": "alice"}
         assert await hears_nothing(carol)
 
 
-async def test_ws_chat_without_a_room_is_the_lobby(how, shared_server):
+async def test_ws_chat_without_a_room_is_the_lobby(how, final_server):
     """/ws/chat/ is the room called lobby."""
-    server = shared_server(FINAL, how)
-    async with await join(server) as plain, await join(server, "lobby") as named:
+    server = final_server(how)
+    async with await join(server) as plain, await join(server, "lobby", "bob") as named:
         await client.send_json(plain, {"message": "hello lobby"}, quiet=True)
-        assert await client.receive(named, quiet=True) == {"message": "hello lobby"}
+        assert await client.receive(named, quiet=True) == {"message": "hello lobby", "user": "alice"}
 
 
 @pytest.mark.parametrize("case", BAD_FRAMES)
-async def test_bad_input_gets_an_error_frame_and_the_socket_survives(how, case, shared_server):
+async def test_bad_input_gets_an_error_frame_and_the_socket_survives(how, case, final_server):
     """The sender gets {"error": ...}, the room hears nothing, and the same socket then chats normally."""
-    server = shared_server(FINAL, how)
+    server = final_server(how)
     frame, expected = BAD_FRAMES[case]
     room = f"bad-{case}"
-    async with await join(server, room) as sender, await join(server, room) as listener:
+    async with await join(server, room) as sender, await join(server, room, "bob") as listener:
         await client.send_text(sender, frame, quiet=True)
         reply = await client.receive(sender, quiet=True)
         assert list(reply) == ["error"] and expected in reply["error"], reply
         assert await hears_nothing(listener)
         await client.send_json(sender, {"message": "still here"}, quiet=True)
-        assert await client.receive(listener, quiet=True) == {"message": "still here"}
-        assert await client.receive(sender, quiet=True) == {"message": "still here"}
+        assert await client.receive(listener, quiet=True) == {"message": "still here", "user": "alice"}
+        assert await client.receive(sender, quiet=True) == {"message": "still here", "user": "alice"}
 
 
-async def test_a_message_of_exactly_the_limit_is_delivered(how, shared_server):
+async def test_a_message_of_exactly_the_limit_is_delivered(how, final_server):
     """A "message" of MAX_MESSAGE_LENGTH characters is not over the limit."""
-    server = shared_server(FINAL, how)
+    server = final_server(how)
     async with await join(server, "longest") as ws:
         await client.send_json(ws, {"message": "é" * LIMIT}, quiet=True)
-        assert await client.receive(ws, quiet=True) == {"message": "é" * LIMIT}
+        assert await client.receive(ws, quiet=True) == {"message": "é" * LIMIT, "user": "alice"}
 
 
-def test_the_page_keeps_the_client_and_shows_error_frames(how, shared_server):
+def test_the_page_keeps_the_client_and_shows_error_frames(how, final_server):
     """The page keeps step 05's ids and global chatSocket, and prints error frames in the log."""
-    body = page(shared_server(FINAL, how).http_url)
+    body = page(final_server(how).http_url)
     for element in ("room-form", "room-input", "state", "log", "chat-form", "message-input", "send-button"):
         assert f'id="{element}"' in body
     assert "const chatSocket = new WebSocket(wsScheme + location.host + '/ws/chat/'" in body
     assert "data.error" in body
+
+
+async def test_a_newcomer_hears_the_rooms_history_with_the_senders_names(how, final_server):
+    """Messages are saved: whoever joins later gets them first, oldest first, then the room goes on."""
+    server = final_server(how)
+    async with await join(server, "history") as alice:
+        for text in ("one", "two"):
+            await client.send_json(alice, {"message": text}, quiet=True)
+            assert (await client.receive(alice, quiet=True))["message"] == text
+    async with await join(server, "history", "bob") as bob:
+        assert [await client.receive(bob, quiet=True) for _ in range(2)] == [
+            {"message": "one", "user": "alice"}, {"message": "two", "user": "alice"}]
+        await client.send_json(bob, {"message": "three"}, quiet=True)
+        assert await client.receive(bob, quiet=True) == {"message": "three", "user": "bob"}
+
+
+async def test_a_socket_that_floods_is_closed_and_its_room_carries_on(how, final_server):
+    """Frames past the burst close the sender with RATE_LIMITED; the room heard at most the burst, and still chats."""
+    server = final_server(how)
+    burst = 10  # CHAT_MESSAGE_BURST's default in settings.py
+    async with await join(server, "flooded") as flooder, await join(server, "flooded", "bob") as listener:
+        for n in range(3 * burst):
+            await flooder.send(json.dumps({"message": f"spam {n}"}))
+        assert await client.wait_closed(flooder, quiet=True) == RATE_LIMITED
+        await client.send_json(listener, {"message": "still here"}, quiet=True)
+        heard = []
+        while (frame := await client.receive(listener, quiet=True))["user"] == "alice":
+            heard.append(frame["message"])
+        # A token may come back while the burst is read: one frame more than the burst can get through.
+        assert heard == [f"spam {n}" for n in range(len(heard))] and burst <= len(heard) <= burst + 1, heard
+        assert frame == {"message": "still here", "user": "bob"}
 
 
 # --- how it is run -------------------------------------------------------------------------------------------
@@ -247,39 +348,45 @@ def test_workbook_run_final_serves_it_with_the_daphne_cli():
 
 
 @pytest.mark.redis
-async def test_two_final_servers_share_rooms_through_redis(redis_servers, serve):
-    """A client of the daphne process reaches a client of the uvicorn process through one Redis."""
-    env = {"REDIS_URL": redis_servers().url}
+async def test_two_final_servers_share_rooms_through_redis(redis_servers, serve, tmp_path):
+    """A client of the daphne process reaches a client of the uvicorn process through one Redis and one database."""
+    env = {"REDIS_URL": redis_servers().url, **fresh_database(tmp_path)}
     a, b = serve(FINAL, how="daphne", env=env), serve(FINAL, how="uvicorn", env=env)
-    async with await join(a, "shared") as on_a, await join(b, "shared") as on_b:
+    a.sessions = b.sessions = {name: session_for(env, name) for name in ("alice", "bob")}
+    async with await join(a, "shared") as on_a, await join(b, "shared", "bob") as on_b:
         await client.send_text(on_b, "not json", quiet=True)
         assert "error" in await client.receive(on_b, quiet=True)
         await client.send_json(on_b, {"message": "from B"}, quiet=True)
-        assert await client.receive(on_a, quiet=True) == {"message": "from B"}
-        assert await client.receive(on_b, quiet=True) == {"message": "from B"}
+        assert await client.receive(on_a, quiet=True) == {"message": "from B", "user": "bob"}
+        assert await client.receive(on_b, quiet=True) == {"message": "from B", "user": "bob"}
+    # Saved by one process, replayed by the other.
+    async with await join(a, "shared", "bob") as later:
+        assert await client.receive(later, quiet=True) == {"message": "from B", "user": "bob"}
 
 
 @pytest.mark.redis
-async def test_a_surge_of_300_handshakes_on_redis_is_all_accepted(redis_servers, serve):
-    """300 clients connecting at once to one process on the Redis layer are all accepted (no HTTP 500)."""
+async def test_a_surge_of_300_handshakes_on_redis_is_all_accepted(redis_servers, serve, tmp_path):
+    """300 logged-in clients connecting at once to one process on the Redis layer are all accepted (no HTTP 500)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1024:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
-    server = serve(FINAL, how="daphne", env={"REDIS_URL": redis_servers().url})
+    env = {"REDIS_URL": redis_servers().url, **fresh_database(tmp_path)}
+    server = serve(FINAL, how="daphne", env=env)
+    server.sessions = {"alice": session_for(env)}
     results = await asyncio.gather(
-        *(client.handshake_status(server.ws_url(f"/ws/chat/surge-{i % 30}/"), origin=origin(server), quiet=True)
-          for i in range(300)),
-        return_exceptions=True,
+        *(handshake_status(server, path=f"/ws/chat/surge-{i % 30}/") for i in range(300)), return_exceptions=True,
     )
     assert results == [101] * 300, {repr(r) for r in results if r != 101}
     assert "MaxConnectionsError" not in server.log_text()
 
 
 @pytest.mark.redis
-async def test_redis_going_away_sends_an_error_frame_and_the_server_recovers(redis_servers, serve):
+async def test_redis_going_away_sends_an_error_frame_and_the_server_recovers(redis_servers, serve, tmp_path):
     """With Redis stopped, an open socket gets an error frame and a 1011 close; once it is back, rooms work again."""
     redis = redis_servers()
-    server = serve(FINAL, how="daphne", env={"REDIS_URL": redis.url})
+    env = {"REDIS_URL": redis.url, **fresh_database(tmp_path)}
+    server = serve(FINAL, how="daphne", env=env)
+    server.sessions = {"alice": session_for(env)}
     ws = await join(server, "outage")
     redis.stop()
     error = await client.receive(ws, quiet=True)
@@ -290,4 +397,4 @@ async def test_redis_going_away_sends_an_error_frame_and_the_server_recovers(red
     redis_servers(port=redis.port)
     async with await join(server, "outage") as again:
         await client.send_json(again, {"message": "back"}, quiet=True)
-        assert await client.receive(again, quiet=True) == {"message": "back"}
+        assert await client.receive(again, quiet=True) == {"message": "back", "user": "alice"}

@@ -86,21 +86,20 @@ def test_channels_is_optional_in_installed_apps_as_step_01_says(tmp_path):
     assert [r.name for r in results if not r.passed] == []
 
 
-def test_final_md_teaches_each_new_channels_idea_and_warns_about_its_dispatch_override():
-    """FINAL.md explains the validator, the async consumer, the dispatch() override and the communicator tests."""
+def test_final_md_teaches_each_new_channels_idea_and_why_dispatch_is_not_overridden():
+    """FINAL.md explains the validator, the plain async consumer, dispatch() and StopConsumer where they appear."""
     import inspect
 
     from channels.consumer import AsyncConsumer
 
     text = " ".join((ROOT / "final" / "FINAL.md").read_text(encoding="utf-8").split())
-    assert "Nothing here is a new Channels idea" not in text
-    for idea in ("AllowedHostsOriginValidator", "AsyncWebsocketConsumer", "`dispatch()`", "WebsocketCommunicator"):
-        assert f"{idea} (new)" in text or f"{idea}` (new)" in text, f"FINAL.md does not introduce {idea}"
-    assert "**The override is unsafe in any consumer that touches the database**" in text
-    # The warning holds as long as channels' own dispatch() closes stale connections and final's skips it.
+    for idea in ("AllowedHostsOriginValidator", "AsyncWebsocketConsumer", "`dispatch()`", "StopConsumer"):
+        assert f"{idea} (new" in text or f"{idea}` (new" in text, f"FINAL.md does not introduce {idea}"
+    # Final's consumer uses the database, so it keeps channels' dispatch(), which closes stale connections.
     assert "close_old_connections" in inspect.getsource(AsyncConsumer.dispatch)
     consumer = (ROOT / "final" / "chat" / "consumers.py").read_text(encoding="utf-8")
-    assert "async def dispatch(" in consumer and "close_old_connections" not in consumer
+    assert "async def dispatch(" not in consumer and "acreate(" in consumer
+    assert "so the override is gone" in text
 
 
 LOGIN = """

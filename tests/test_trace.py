@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sys
 import time
@@ -13,8 +14,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from workbook import Server, get_step, learner
+from workbook.login import cookie_header, login
 from workbook.server import TIMEOUT, free_port
 from workbook.trace import Event, format_line, parse
+from workbook.users import create_demo_users
 
 HI = json.dumps({"message": "hi"})
 DAPHNE_1011 = " (daphne closes the socket with 1011)"
@@ -140,16 +143,19 @@ async def test_an_unrouted_step_shows_its_router_raising_before_any_event(serve)
 
 async def test_final_shows_a_foreign_origin_refused_and_a_binary_frame_answered(serve):
     """Under the daphne CLI, final's validator closes before accepting, and its consumer answers a binary frame."""
+    create_demo_users(get_step("final").path)
     server = serve(get_step("final"), how="daphne", trace=True)
+    # A room no run has used: a room with history would send it before the error frame.
+    room, session = f"/ws/chat/trace-{secrets.token_hex(4)}/", login(server.http_url, "alice", "alice-password")
     with pytest.raises(InvalidStatus):
-        async with connect(server.ws_url("/ws/chat/lobby/"), origin="http://elsewhere.test"):
+        async with connect(server.ws_url(room), origin="http://elsewhere.test"):
             pass
-    async with connect(server.ws_url("/ws/chat/lobby/"), origin=origin(server)) as ws:
+    async with connect(server.ws_url(room), origin=origin(server), additional_headers=cookie_header(session)) as ws:
         await ws.send(b"12345")
         assert "error" in json.loads(await ws.recv())
     events = by_connection(wait_for_events(server.log_text, 8))
     assert events["ws#1"][:2] == [
-        ("received", "websocket.connect", "(path /ws/chat/lobby/)"),
+        ("received", "websocket.connect", f"(path {room})"),
         ("sent", "websocket.close", "before accept: the handshake is refused with HTTP 403"),
     ]
     assert events["ws#2"][1:4] == [

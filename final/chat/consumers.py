@@ -1,11 +1,19 @@
 import json
 
-from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from redis.exceptions import RedisError
 
+from .models import Message
+from .ratelimit import TokenBucket
+
+# How many of a room's newest messages someone who joins receives first.
+HISTORY = 20
 # The longest "message" a room accepts, in characters; a longer one gets an error frame.
 MAX_MESSAGE_LENGTH = 1000
+# The close code for a socket over the rate limit: 4000-4999 are the application's own (HTTP 429 is "too many").
+RATE_LIMITED = 4429
 
 
 def read_message(text_data):
@@ -44,26 +52,38 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await send({'type': 'websocket.send', 'text': frame})
             raise
 
-    async def dispatch(self, message):
-        # Channels closes stale database connections in a worker thread before every event. This consumer never
-        # touches the database, so it skips that thread hop on each frame (docs/benchmarks.md measures it).
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
     async def connect(self):
         # /ws/chat/ names no room: it is the lobby.
         self.room_name = self.scope['url_route']['kwargs'].get('room_name', 'lobby')
         self.room_group_name = f'chat_{self.room_name}'
+        # AuthMiddlewareStack put the session's user in the scope. Nobody logged in: closing before accept()
+        # refuses the handshake, and the client gets HTTP 403.
+        self.user = self.scope['user']
+        if not self.user.is_authenticated:
+            await self.close()
+            return
         await self.channel_layer.group_add(self.room_group_name, self.channel_name)
         await self.accept()
         self.accepted = True
+        self.bucket = TokenBucket(settings.CHAT_MESSAGES_PER_SECOND, settings.CHAT_MESSAGE_BURST)
+        if not settings.CHAT_HISTORY:
+            return
+        # select_related fetches each user in the same query: reading message.user later would be a synchronous
+        # query, which Django refuses on the event loop (SynchronousOnlyOperation).
+        newest = Message.objects.filter(room=self.room_name).select_related('user').order_by('-created', '-id')
+        for message in reversed([message async for message in newest[:HISTORY]]):
+            await self.send_message(message.text, message.user.username)
 
     async def disconnect(self, close_code):
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        # Every frame spends a token, valid or not. A flood is closed with RATE_LIMITED, and the consumer ends at
+        # once: the frames the client has already queued are dropped, not worked through one by one.
+        if not self.bucket.take():
+            await self.close(code=RATE_LIMITED)
+            await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+            raise StopConsumer()
         # Bad input is answered, not raised: the socket stays open, and only a checked string reaches the room.
         if text_data is None:
             message, problem = None, 'binary frames are not accepted: send JSON text'
@@ -72,7 +92,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if problem:
             await self.send(text_data=json.dumps({'error': problem}))
             return
-        await self.channel_layer.group_send(self.room_group_name, {'type': 'chat.message', 'message': message})
+        if settings.CHAT_HISTORY:
+            # Saved before it is sent: whoever joins later replays it from the database.
+            await Message.objects.acreate(room=self.room_name, user=self.user, text=message)
+        # The sender is whoever the session says: a "user" the client puts in the frame is never read.
+        await self.channel_layer.group_send(
+            self.room_group_name, {'type': 'chat.message', 'message': message, 'user': self.user.username},
+        )
 
     async def chat_message(self, event):
-        await self.send(text_data=json.dumps({'message': event['message']}))
+        await self.send_message(event['message'], event['user'])
+
+    async def send_message(self, message, user):
+        await self.send(text_data=json.dumps({'message': message, 'user': user}))

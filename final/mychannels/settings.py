@@ -196,3 +196,34 @@ if REDIS_URL:
         },
     }
     CHANNEL_LAYER_IN_USE = f"RedisChannelLayer at {urlsplit(REDIS_URL).netloc.rpartition('@')[2]}"
+
+# After logging in or out, back to the chat page (Django's default after a login is /accounts/profile/).
+LOGIN_REDIRECT_URL = '/'
+LOGOUT_REDIRECT_URL = '/'
+
+# `manage.py test` keeps its database in this file, not in memory: the live-server test's daphne runs in another
+# process, and only a file can be shared with it.
+DATABASES['default']['TEST'] = {'NAME': BASE_DIR / 'test-db.sqlite3'}
+
+# How many frames one socket may send: CHAT_MESSAGES_PER_SECOND on average (0: no limit), in bursts of up to
+# CHAT_MESSAGE_BURST. A frame over the limit reaches no one, and the server closes that socket with code 4429.
+CHAT_MESSAGES_PER_SECOND = float(os.environ.get('CHAT_MESSAGES_PER_SECOND') or 5)
+CHAT_MESSAGE_BURST = int(os.environ.get('CHAT_MESSAGE_BURST') or 10)
+
+# One sqlite file, written by every server process: WAL lets readers go on while one connection writes,
+# synchronous=NORMAL commits without waiting for the disk (a power cut can lose the last commits, not corrupt
+# the file), IMMEDIATE takes the write lock when a transaction starts so two writers never deadlock, and a
+# writer waits up to 20 s for the lock instead of failing with "database is locked". DJANGO_SQLITE_PATH moves it.
+DATABASES['default']['NAME'] = os.environ.get('DJANGO_SQLITE_PATH') or DATABASES['default']['NAME']
+# Channels runs close_old_connections() before every event, and at the default CONN_MAX_AGE (0) that closes the
+# connection each time, so every query after an event opens the file anew.
+DATABASES['default']['CONN_MAX_AGE'] = int(os.environ.get('DJANGO_CONN_MAX_AGE') or 600)
+DATABASES['default']['OPTIONS'] = {
+    'init_command': 'PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL',
+    'transaction_mode': 'IMMEDIATE',
+    'timeout': 20,
+}
+
+# CHAT_HISTORY=off: messages are neither saved nor replayed (rooms forget), and the chat makes no database query
+# beyond the login's. The benchmark uses it to price the database.
+CHAT_HISTORY = (os.environ.get('CHAT_HISTORY') or 'on').lower() not in {'0', 'false', 'no', 'off'}

@@ -16,11 +16,13 @@ Including another URLconf
 """
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import TemplateView
 
 urlpatterns = [
     path('', TemplateView.as_view(template_name='index.html',
                                   extra_context={'channel_layer': settings.CHANNEL_LAYER_IN_USE})),
     path('admin/', admin.site.urls),
+    # Django's own login and logout views, at /accounts/login/ and /accounts/logout/.
+    path('accounts/', include('django.contrib.auth.urls')),
 ]
