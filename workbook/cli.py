@@ -6,7 +6,6 @@ import argparse
 import importlib
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -67,30 +66,12 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _follow(path: Path, stop: threading.Event) -> None:
-    """Copy a growing log file to stdout until told to stop."""
-    offset = 0
-    while True:
-        finished = stop.is_set()
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-        except OSError:
-            chunk = b""
-        if chunk:
-            offset += len(chunk)
-            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
-            sys.stdout.flush()
-        if finished:
-            return
-        time.sleep(0.1)
-
-
 def cmd_run(args) -> int:
+    from .follow import follow
     from .listen import connect_host, given, is_busy, listen_problem, read_host, read_port, try_bind
     from .registry import get_step
     from .server import Server, busy_message
+    from .stopping import stop_on_signals
 
     where = given("HOST", args.host), given("PORT", args.port)
     host, port = read_host(where[0]), read_port(where[1])
@@ -122,9 +103,9 @@ def cmd_run(args) -> int:
     server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=admitted and admitted.env,
                     trace=args.trace)
     stop_following = threading.Event()
-    follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
+    follower = threading.Thread(target=follow, args=(server.log_path, stop_following), daemon=True)
     # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_on_signals()
     try:
         follower.start()
         server.start()

@@ -42,9 +42,11 @@ def main(argv: list[str]) -> int:
     if sep != "--" or not cmd:
         print("usage: python -m workbook.guard PARENT_PID -- COMMAND…", file=sys.stderr)
         return 2
-    child = subprocess.Popen(cmd)
+    child: subprocess.Popen | None = None
 
     def stop(signum=signal.SIGINT, _frame=None):
+        if child is None:
+            sys.exit(0)
         if os.name == "nt":
             subprocess.run(["taskkill", "/T", "/F", "/PID", str(child.pid)], capture_output=True)
         else:
@@ -60,8 +62,11 @@ def main(argv: list[str]) -> int:
                 os.killpg(0, signal.SIGKILL)
         sys.exit(0)
 
+    # Handlers before the server starts: a SIGINT ignored by whoever started us would stay ignored in the
+    # server, whereas a handled one reverts to the default across exec, so the server's Ctrl-C works again.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    child = subprocess.Popen(cmd)
     while child.poll() is None:
         if not parent_alive(int(parent)):
             stop()

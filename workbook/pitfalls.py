@@ -8,7 +8,6 @@ when the step has drifted from the patch's context.
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -159,9 +158,10 @@ def cmd_pitfall(args) -> int:
         return 0
     import threading
 
-    from .cli import _follow
+    from .follow import follow
     from .listen import given, read_port
     from .server import Server
+    from .stopping import stop_on_signals
 
     args.port = read_port(given("PORT", args.port))
     project = materialise(pitfall)
@@ -174,9 +174,9 @@ def cmd_pitfall(args) -> int:
     else:
         server = Server(project, how=pitfall.server, port=args.port, label=label, env=pitfall.env)
     # A plain `kill` ends the run as cleanly as Ctrl-C: the temp copy goes too.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_on_signals()
     stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(server.log_path, stop), daemon=True)
+    follower = threading.Thread(target=follow, args=(server.log_path, stop), daemon=True)
     follower.start()
     try:
         server.start()
