@@ -18,10 +18,16 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import WorkbookError
+from .logs import summarize_failure
+from .project import settings_module
 from .registry import ROOT, project_files
-from .server import STATE_DIR, TIMEOUT, Server, settings_module, summarize_failure
+from .state import STATE_DIR, TIMEOUT, shown
+
+if TYPE_CHECKING:
+    from .server import Server
 
 STAMPS = STATE_DIR / "migrate"
 
@@ -163,8 +169,8 @@ def _migrate(project: Path, python: str, env: dict[str, str], log: Path, label: 
     if "@@loaded@@" not in output:
         return None  # the project does not load: the server's own start says why, in the learner's terms
     if code != 0 or "@@migrated@@" not in output:
-        shown = Server._shown(log)
+        shown_log = shown(log)
         raise WorkbookError(
-            f"{label}: `python manage.py migrate` failed: {summarize_failure(output)} (full output: {shown})"
+            f"{label}: `python manage.py migrate` failed: {summarize_failure(output)} (full output: {shown_log})"
         )
     return json.loads(output.rpartition("@@migrated@@")[2].splitlines()[0])
