@@ -15,7 +15,9 @@ from pathlib import Path
 from . import venv
 from .errors import WorkbookError
 
-DEV_COMMANDS = {"test"}
+DEV_COMMANDS = {"test", "lint"}
+LINTED = ("workbook", "tests", "bench")  # what `make lint` checks with ruff
+SLOWEST = 15  # `make test` names this many of the slowest tests
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
 COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users")
@@ -193,7 +195,12 @@ def cmd_setup(args) -> int:
 
 
 def cmd_test(args) -> int:
-    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=venv.ROOT)
+    durations = [] if any(a.startswith("--durations") for a in args.pytest_args) else [f"--durations={SLOWEST}"]
+    return subprocess.call([sys.executable, "-m", "pytest", *durations, *args.pytest_args], cwd=venv.ROOT)
+
+
+def cmd_lint(args) -> int:
+    return subprocess.call([sys.executable, "-m", "ruff", "check", *LINTED], cwd=venv.ROOT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "tests on the newest releases, in .venv-latest/; --record: into the README's table")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
+
+    lint = sub.add_parser("lint", help="check the code with ruff, as CI does")
+    lint.set_defaults(func=cmd_lint)
 
     for module in _command_modules():
         module.add_commands(sub)
