@@ -130,12 +130,6 @@ def describe(pitfall: Pitfall) -> str:
     )
 
 
-def _colour(patch: str) -> str:
-    colours = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
-    return "".join(f"{colours[line[0]]}{line.rstrip()}\033[0m\n" if line[:1] in colours else line
-                   for line in patches.lines_of(patch))
-
-
 def cmd_pitfall(args) -> int:
     if args.action == "list" or not args.slug:
         for pitfall in load_pitfalls():
@@ -144,12 +138,14 @@ def cmd_pitfall(args) -> int:
         return 0
     pitfall = get_pitfall(args.slug)
     if args.action == "show":
+        from .diffs import colour
+
         pitfall.patched()  # the patch is shown only while it still applies to its step
         print(describe(pitfall))
         if pitfall.patch.is_file():
             text = pitfall.patch.read_text(encoding="utf-8")
             print(f"\n{_shown(pitfall.patch)}, against steps/{pitfall.base.id}/:")
-            print(_colour(text) if sys.stdout.isatty() else text, end="")
+            print(colour(text) if sys.stdout.isatty() else text, end="")
         else:
             print("  (no file changes: only the way it is run differs)")
         return 0

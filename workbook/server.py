@@ -50,17 +50,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":
-        from .guard import parent_alive
+    import psutil
 
-        return parent_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid > 0 and psutil.pid_exists(pid)
 
 
 def _state_file(port: int) -> Path:
