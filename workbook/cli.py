@@ -16,6 +16,7 @@ from . import venv
 from .errors import WorkbookError
 
 DEV_COMMANDS = {"test", "lint"}
+CORE_COMMANDS = {"list", "run", "diff", "scope", "stop", "setup", "test", "lint"}  # wired here, not in a module
 LINTED = ("workbook", "tests", "bench")  # what `make lint` checks with ruff
 SLOWEST = 15  # `make test` names this many of the slowest tests
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
@@ -203,7 +204,7 @@ def cmd_lint(args) -> int:
     return subprocess.call([sys.executable, "-m", "ruff", "check", *LINTED], cwd=venv.ROOT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workbook",
         description="Run, compare and test the Django Channels workbook's steps.",
@@ -253,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     lint = sub.add_parser("lint", help="check the code with ruff, as CI does")
     lint.set_defaults(func=cmd_lint)
 
-    for module in _command_modules():
+    # The command modules' imports cost a learner's `make step-N run` about a third of a second: only when asked.
+    for module in _command_modules() if modules else ():
         module.add_commands(sub)
     return parser
 
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             from .latest import main as check_stack
 
             return check_stack(argv[1:])
-        parser = build_parser()
+        core = argv[:1] and argv[0] in CORE_COMMANDS
+        parser = build_parser(modules=not core)
         if argv[:1] == ["test"]:
             # Everything after `test` belongs to pytest, options such as `-m browser` included.
             args = argparse.Namespace(command="test", func=cmd_test, pytest_args=argv[1:])
@@ -308,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         # A `git pull` may have changed a lock since the virtualenv was filled.
-        kind = "dev" if args.command in _dev_commands() else "base"
+        kind = "dev" if args.command in (DEV_COMMANDS if core else _dev_commands()) else "base"
         if args.command != "setup" and not venv.is_ready(kind):
             venv.ensure(kind)
         return args.func(args)
