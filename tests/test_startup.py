@@ -34,3 +34,14 @@ def test_a_command_from_a_module_still_works_from_the_command_line():
     result = run_python("-m", "workbook", "pitfall", "list")
     assert result.returncode == 0, result.stderr
     assert "no-as-asgi" in result.stdout
+
+
+def test_the_migrate_stamp_reads_the_django_version_that_is_installed():
+    """The stamp's Django version, read from django/__init__.py without importing Django, is Django's VERSION."""
+    import ast
+
+    import django
+
+    from workbook.migrate import django_version
+
+    assert ast.literal_eval(django_version()) == django.VERSION

@@ -47,7 +47,6 @@ def main(argv: list[str]) -> int:
         print("usage: python -m workbook.guard PARENT_PID -- COMMAND…", file=sys.stderr)
         return 2
     child: subprocess.Popen | None = None
-    watched = watch(int(parent))
 
     def stop(signum=signal.SIGINT, _frame=None):
         if child is None:
@@ -76,6 +75,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     child = subprocess.Popen(cmd)
+    watched = watch(int(parent))
     while child.poll() is None:
         if watched is None or not parent_alive(watched):
             stop()
