@@ -14,28 +14,34 @@ import subprocess
 import sys
 import time
 
-import psutil
-
 POLL = 0.25
 
 
-def parent_alive(parent: psutil.Process) -> bool:
-    """Tell whether `parent` still runs (a zombie has ended; a reused pid is another process)."""
+# psutil is imported in each function, first after the server has been started: its import is not on the way to a
+# learner's first echo.
+def parent_alive(parent) -> bool:
+    """Tell whether psutil.Process `parent` still runs (a zombie has ended; a reused pid is another process)."""
+    import psutil
+
     try:
         return parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
 
-def watch(pid: int) -> psutil.Process | None:
-    """Return the process `pid` to watch, or None when it is already gone."""
+def watch(pid: int):
+    """Return the psutil.Process `pid` to watch, or None when it is already gone."""
+    import psutil
+
     try:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
 
 
-def kill(processes: list[psutil.Process]) -> None:
+def kill(processes: list) -> None:
+    import psutil
+
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
@@ -51,6 +57,8 @@ def main(argv: list[str]) -> int:
     def stop(signum=signal.SIGINT, _frame=None):
         if child is None:
             sys.exit(0)
+        import psutil
+
         try:
             tree = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
         except psutil.NoSuchProcess:

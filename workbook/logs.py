@@ -50,17 +50,3 @@ def fold_scopes(text: str, seen: bool = False) -> tuple[str, bool]:
         return f"{{… a scope with {len(scope_keys(match.group(0)))} keys, as above …}}"
 
     return SCOPE.sub(fold, text), seen
-
-
-def summarize_failure(log: str) -> str:
-    """Pick the line of a server log that best says why it did not start."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    for pattern in (
-        r"\([\w.]+\.E\d+\)",  # a system check error such as (daphne.E001)
-        r"^\w+(\.\w+)*(Error|Exception|Exit)\b.*",  # the last line of a traceback
-        r"[Ee]rror|[Cc]ouldn't|[Cc]annot",
-    ):
-        hits = [line for line in lines if re.search(pattern, line)]
-        if hits:
-            return hits[-1]
-    return lines[-1] if lines else "it printed nothing"

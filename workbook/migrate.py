@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import WorkbookError
-from .logs import summarize_failure
+from .errors import WorkbookError, summarize_failure
 from .project import settings_module
 from .registry import ROOT, project_files
 from .state import STATE_DIR, TIMEOUT, shown

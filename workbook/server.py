@@ -13,9 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import WorkbookError
+from .errors import WorkbookError, summarize_failure
 from .listen import connect_host, is_busy, listen_problem, try_bind
-from .logs import summarize_failure
 from .project import asgi_target
 from .registry import ROOT, Step
 from .state import STATE_DIR, TIMEOUT, shown
