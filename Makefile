@@ -62,11 +62,15 @@ stop: $(BASE) ## stop workbook servers left running
 test: $(DEV) ## run every test (real servers, notebooks, browser)
 	@$(VPY) -m workbook test
 
+.PHONY: lint
+lint: $(DEV) ## check the code with ruff (workbook, tests, bench), as CI does
+	@$(VPY) -m workbook lint
+
 .PHONY: test-latest
 test-latest: $(BASE) ## the stage, final and notebook tests on the newest releases (in .venv-latest/)
 	@$(VPY) -m workbook test --latest
 
-# --- notebooks (issue 3) ------------------------------------------------------
+# --- notebooks ----------------------------------------------------------------
 .PHONY: lab notebook notebooks-html
 lab: $(DEV) ## open JupyterLab on notebooks/ with the .venv kernel (port 8888)
 	@$(VPY) -m workbook lab
@@ -77,7 +81,7 @@ notebook: $(DEV) ## open a stage's notebook: make step-3 notebook
 notebooks-html: $(DEV) ## execute the notebooks into build/notebooks/*.html for offline reading
 	@$(VPY) -m workbook notebooks-html
 
-# --- browser (issue 4) --------------------------------------------------------
+# --- browser ------------------------------------------------------------------
 .PHONY: screenshots test-browser
 screenshots: $(DEV) ## screenshot each chat page after a short conversation, into docs/
 	@$(VPY) -m workbook screenshots
@@ -85,7 +89,7 @@ screenshots: $(DEV) ## screenshot each chat page after a short conversation, int
 test-browser: $(DEV) ## run only the browser tests (needs Chromium)
 	@$(VPY) -m workbook test tests/test_browser.py
 
-# --- groups, redis, final, bench (issue 5) ------------------------------------
+# --- groups, redis, final, bench ----------------------------------------------
 
 .PHONY: bench
 bench: $(DEV) ## measure final/: 1000-client surge, echo rate, memory (writes docs/benchmarks.md)
@@ -101,12 +105,12 @@ REDIS_PORT ?= 6379
 redis: $(BASE) ## run a throwaway Redis for step 7 (REDIS_PORT=6380 to move it)
 	@$(VPY) -m workbook redis --port $(REDIS_PORT)
 
-# --- users (issue 12) ----------------------------------------------------------
+# --- users --------------------------------------------------------------------
 .PHONY: users
 users: $(BASE) ## create step 9's demo users alice and bob (DEBUG only): make step-9 users
 	@$(VPY) -m workbook users $(or $(STEP),9)
 
-# --- pitfalls and doctor (issue 6) --------------------------------------------
+# --- pitfalls and doctor ------------------------------------------------------
 .PHONY: doctor pitfall
 
 doctor: $(BASE) ## diagnose: make doctor DIR=myproject | URL=ws://… | make step-5 doctor (none: the running server)
@@ -124,7 +128,7 @@ agenda: $(BASE) ## regenerate docs/instructor.md's agendas and coaching notes (a
 pitfall: $(BASE) ## the pitfall lab: make pitfall lists them, make pitfall P=no-as-asgi runs one broken
 	@$(VPY) -m workbook pitfall $(if $(P),run $(P),list)
 
-# --- learner mode (issue 7) ---------------------------------------------------
+# --- learner mode -------------------------------------------------------------
 # Build a step yourself in workspace/: make step-4 start, edit, make check, make hint, make solution, make reset.
 .PHONY: start check hint solution reset workspace
 ifneq ($(filter workspace,$(MAKECMDGOALS)),)

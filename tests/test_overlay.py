@@ -7,7 +7,7 @@ import http.client
 import pytest
 
 from workbook import get_step
-from workbook.server import overlay_env
+from workbook.project import overlay_env
 
 
 def status_for_host(server, host: str) -> int:

@@ -6,7 +6,6 @@ import argparse
 import importlib
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,10 @@ from pathlib import Path
 from . import venv
 from .errors import WorkbookError
 
-DEV_COMMANDS = {"test"}
+DEV_COMMANDS = {"test", "lint"}
+CORE_COMMANDS = {"list", "run", "diff", "scope", "stop", "setup", "test", "lint"}  # wired here, not in a module
+LINTED = ("workbook", "tests", "bench")  # what `make lint` checks with ruff
+SLOWEST = 15  # `make test` names this many of the slowest tests
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
 COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "wheelhouse")
@@ -75,30 +77,12 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _follow(path: Path, stop: threading.Event) -> None:
-    """Copy a growing log file to stdout until told to stop."""
-    offset = 0
-    while True:
-        finished = stop.is_set()
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-        except OSError:
-            chunk = b""
-        if chunk:
-            offset += len(chunk)
-            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
-            sys.stdout.flush()
-        if finished:
-            return
-        time.sleep(0.1)
-
-
 def cmd_run(args) -> int:
+    from .follow import follow
     from .listen import connect_host, given, is_busy, listen_problem, read_host, read_port, try_bind
     from .registry import get_step
     from .server import Server, busy_message
+    from .stopping import stop_on_signals
 
     where = given("HOST", args.host), given("PORT", args.port)
     host, port = read_host(where[0]), read_port(where[1])
@@ -130,9 +114,9 @@ def cmd_run(args) -> int:
     server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=admitted and admitted.env,
                     trace=args.trace)
     stop_following = threading.Event()
-    follower = threading.Thread(target=_follow, args=(server.log_path, stop_following), daemon=True)
+    follower = threading.Thread(target=follow, args=(server.log_path, stop_following), daemon=True)
     # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_on_signals()
     try:
         follower.start()
         server.start()
@@ -224,10 +208,15 @@ def cmd_setup(args) -> int:
 
 
 def cmd_test(args) -> int:
-    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=venv.ROOT)
+    durations = [] if any(a.startswith("--durations") for a in args.pytest_args) else [f"--durations={SLOWEST}"]
+    return subprocess.call([sys.executable, "-m", "pytest", *durations, *args.pytest_args], cwd=venv.ROOT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_lint(args) -> int:
+    return subprocess.call([sys.executable, "-m", "ruff", "check", *LINTED], cwd=venv.ROOT)
+
+
+def build_parser(modules: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workbook",
         description="Run, compare and test the Django Channels workbook's steps.",
@@ -278,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
 
-    for module in _command_modules():
+    lint = sub.add_parser("lint", help="check the code with ruff, as CI does")
+    lint.set_defaults(func=cmd_lint)
+
+    # The command modules' imports cost a learner's `make step-N run` about a third of a second: only when asked.
+    for module in _command_modules() if modules else ():
         module.add_commands(sub)
     return parser
 
@@ -330,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             from .latest import main as check_stack
 
             return check_stack(argv[1:])
-        parser = build_parser()
+        core = argv[:1] and argv[0] in CORE_COMMANDS
+        parser = build_parser(modules=not core)
         if argv[:1] == ["test"]:
             # Everything after `test` belongs to pytest, options such as `-m browser` included.
             args = argparse.Namespace(command="test", func=cmd_test, pytest_args=argv[1:])
@@ -340,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         # A `git pull` may have changed a lock since the virtualenv was filled.
-        kind = "dev" if args.command in _dev_commands() else "base"
+        kind = "dev" if args.command in (DEV_COMMANDS if core else _dev_commands()) else "base"
         if args.command != "setup" and not venv.is_ready(kind):
             venv.ensure(kind)
         return args.func(args)

@@ -7,6 +7,10 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from pygments import highlight
+from pygments.formatters import TerminalFormatter
+from pygments.lexers import DiffLexer
+
 from .registry import Step, project_files
 
 
@@ -55,18 +59,18 @@ def diff(old: Step | Path, new: Step | Path, context: int = 3) -> list[FileDiff]
     return result
 
 
+def colour(text: str) -> str:
+    """Colour unified-diff text for a terminal: removals red, additions green, hunk headers magenta."""
+    if not text.strip():
+        return text
+    return highlight(text, DiffLexer(stripnl=False), TerminalFormatter())
+
+
 def unified(old: Step | Path, new: Step | Path, color: bool = False) -> str:
     """Render the diff as unified text, coloured for a terminal when asked."""
-    colors = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
-    out = []
-    for file_diff in diff(old, new):
-        for line in file_diff.lines:
-            if color and line[:1] in colors and not line.startswith(("+++", "---")):
-                line = f"{colors[line[0]]}{line}\033[0m"
-            elif color and line.startswith(("+++", "---")):
-                line = f"\033[1m{line}\033[0m"
-            out.append(line)
-    return "\n".join(out) + ("\n" if out else "")
+    lines = [line for file_diff in diff(old, new) for line in file_diff.lines]
+    text = "\n".join(lines) + ("\n" if lines else "")
+    return colour(text) if color else text
 
 
 class HtmlDiff(str):

@@ -7,6 +7,7 @@ nothing is left listening.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,25 +17,34 @@ import time
 POLL = 0.25
 
 
-def parent_alive(pid: int) -> bool:
-    """Tell whether process `pid` still runs."""
-    if os.name == "nt":
-        import ctypes
+# psutil is imported in each function, first after the server has been started: its import is not on the way to a
+# learner's first echo.
+def parent_alive(parent) -> bool:
+    """Tell whether psutil.Process `parent` still runs (a zombie has ended; a reused pid is another process)."""
+    import psutil
 
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return os.getppid() == pid
+
+
+def watch(pid: int):
+    """Return the psutil.Process `pid` to watch, or None when it is already gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def kill(processes: list) -> None:
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def main(argv: list[str]) -> int:
@@ -42,28 +52,40 @@ def main(argv: list[str]) -> int:
     if sep != "--" or not cmd:
         print("usage: python -m workbook.guard PARENT_PID -- COMMAND…", file=sys.stderr)
         return 2
-    child = subprocess.Popen(cmd)
+    child: subprocess.Popen | None = None
 
     def stop(signum=signal.SIGINT, _frame=None):
+        if child is None:
+            sys.exit(0)
+        import psutil
+
+        try:
+            tree = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
         if os.name == "nt":
-            subprocess.run(["taskkill", "/T", "/F", "/PID", str(child.pid)], capture_output=True)
+            kill(tree)
         else:
             # Pass the signal on once to everything the server spawned (runserver's reloader child shares our
             # group): SIGINT is a Ctrl-C, which every server here handles quietly.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_IGN)
             os.killpg(0, signum)
-        try:
-            child.wait(5)
-        except subprocess.TimeoutExpired:
-            if os.name != "nt":
-                os.killpg(0, signal.SIGKILL)
+        # Leave only once the whole tree has gone, so that our own exit means the port is free.
+        _, lingering = psutil.wait_procs(tree, timeout=5)
+        if lingering and os.name != "nt":
+            os.killpg(0, signal.SIGKILL)
+        kill(lingering)
         sys.exit(0)
 
+    # Handlers before the server starts: a SIGINT ignored by whoever started us would stay ignored in the
+    # server, whereas a handled one reverts to the default across exec, so the server's Ctrl-C works again.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    child = subprocess.Popen(cmd)
+    watched = watch(int(parent))
     while child.poll() is None:
-        if not parent_alive(int(parent)):
+        if watched is None or not parent_alive(watched):
             stop()
         time.sleep(POLL)
     return child.returncode

@@ -1,9 +1,7 @@
-"""Serve a project over https with a throwaway self-signed certificate, as the mixed-content pitfall needs."""
+"""Serve a project over https with a throwaway certificate (trustme), as the mixed-content pitfall needs."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 from pathlib import Path
 
@@ -11,29 +9,19 @@ from .server import Server
 
 
 def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
-    """Write a self-signed certificate and its key for `host` into `directory`; return (cert, key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """Write a throwaway certificate for `host` and localhost, its key and its CA into `directory`; return (cert, key).
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    The CA (ca.pem) is made for this one certificate: a client that trusts it can verify the server.
+    """
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert(*dict.fromkeys([host, "localhost", "127.0.0.1"]))
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    ))
+    leaf.cert_chain_pems[0].write_to_path(str(cert_path))
+    leaf.private_key_pem.write_to_path(str(key_path))
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
     return cert_path, key_path
 
 
@@ -44,6 +32,7 @@ class HttpsServer(Server):
         super().__init__(project, how="daphne", **options)
         self.tls_dir = self.log_path.parent / f"tls-{self.port}"
         self.cert, self.key = self.tls_dir / "cert.pem", self.tls_dir / "key.pem"
+        self.ca = self.tls_dir / "ca.pem"  # trust it to verify this server (ssl.create_default_context(cafile=…))
 
     def start(self, timeout: float | None = None) -> HttpsServer:
         """Write a fresh certificate, then start daphne on it."""

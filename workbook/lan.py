@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .listen import is_wildcard
+from .project import overlay_env, settings_module
 from .registry import ROOT
-from .server import overlay_env, settings_module
 
 # What final/ admits when DJANGO_ALLOWED_HOSTS is unset; a run that adds hosts keeps these.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")

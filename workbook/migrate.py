@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import WorkbookError
+from .errors import WorkbookError, summarize_failure
+from .project import settings_module
 from .registry import ROOT, project_files
-from .server import STATE_DIR, TIMEOUT, Server, settings_module, summarize_failure
+from .state import STATE_DIR, TIMEOUT, shown
+
+if TYPE_CHECKING:
+    from .server import Server
 
 STAMPS = STATE_DIR / "migrate"
 
@@ -74,11 +81,23 @@ def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
             digest.update(name.encode() + b"\0missing\0")
     django = None
     if os.path.abspath(python) == os.path.abspath(sys.executable):  # unresolved: a venv python resolves to its base
-        from importlib.metadata import PackageNotFoundError, version
-
-        with contextlib.suppress(PackageNotFoundError):
-            django = version("django")
+        django = django_version()
     return {"python": python, "django": django, "settings": settings, "files": digest.hexdigest()}
+
+
+def django_version() -> str | None:
+    """Read the installed Django's VERSION line without importing Django.
+
+    importlib.metadata would take a fifth of a second here (it scans every installed distribution), on the path of
+    every `make step-N run`; Django's own __init__.py names its version in one line.
+    """
+    spec = importlib.util.find_spec("django")
+    try:
+        text = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    except OSError:
+        return None
+    match = re.search(r"^VERSION = (\(.*\))$", text, re.M)
+    return match.group(1) if match else None
 
 
 def _paths(project: Path) -> tuple[Path, Path, Path]:
@@ -163,8 +182,8 @@ def _migrate(project: Path, python: str, env: dict[str, str], log: Path, label: 
     if "@@loaded@@" not in output:
         return None  # the project does not load: the server's own start says why, in the learner's terms
     if code != 0 or "@@migrated@@" not in output:
-        shown = Server._shown(log)
+        shown_log = shown(log)
         raise WorkbookError(
-            f"{label}: `python manage.py migrate` failed: {summarize_failure(output)} (full output: {shown})"
+            f"{label}: `python manage.py migrate` failed: {summarize_failure(output)} (full output: {shown_log})"
         )
     return json.loads(output.rpartition("@@migrated@@")[2].splitlines()[0])

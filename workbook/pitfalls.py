@@ -8,7 +8,6 @@ and applies the patch, and refuses when the step has drifted from the patch's co
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -127,12 +126,6 @@ def describe(pitfall: Pitfall) -> str:
     )
 
 
-def _colour(patch: str) -> str:
-    colours = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
-    return "".join(f"{colours[line[0]]}{line.rstrip()}\033[0m\n" if line[:1] in colours else line
-                   for line in patches.lines_of(patch))
-
-
 def cmd_pitfall(args) -> int:
     if args.action == "list" or not args.slug:
         for pitfall in load_pitfalls():
@@ -141,12 +134,14 @@ def cmd_pitfall(args) -> int:
         return 0
     pitfall = get_pitfall(args.slug)
     if args.action == "show":
+        from .diffs import colour
+
         pitfall.patched()  # the patch is shown only while it still applies to its step
         print(describe(pitfall))
         if pitfall.patch.is_file():
             text = pitfall.patch.read_text(encoding="utf-8")
             print(f"\n{_shown(pitfall.patch)}, against steps/{pitfall.base.id}/:")
-            print(_colour(text) if sys.stdout.isatty() else text, end="")
+            print(colour(text) if sys.stdout.isatty() else text, end="")
         else:
             print("  (no file changes: only the way it is run differs)")
         return 0
@@ -155,9 +150,10 @@ def cmd_pitfall(args) -> int:
         return 0
     import threading
 
-    from .cli import _follow
+    from .follow import follow
     from .listen import given, read_port
     from .server import Server
+    from .stopping import stop_on_signals
 
     args.port = read_port(given("PORT", args.port))
     project = materialise(pitfall)
@@ -170,9 +166,9 @@ def cmd_pitfall(args) -> int:
     else:
         server = Server(project, how=pitfall.server, port=args.port, label=label, env=pitfall.env)
     # A plain `kill` ends the run as cleanly as Ctrl-C: the temp copy goes too.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_on_signals()
     stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(server.log_path, stop), daemon=True)
+    follower = threading.Thread(target=follow, args=(server.log_path, stop), daemon=True)
     follower.start()
     try:
         server.start()

@@ -123,6 +123,9 @@ def cmd_redis(args) -> int:
             f"port {args.port} is busy (is a Redis already running there?): use it, or run "
             f"`python -m workbook redis --port {args.port + 1}`"
         )
+    from .stopping import stop_on_signals
+
+    stop_on_signals()
     with RedisServer(port=args.port) as redis:
         print(f"workbook: Redis is up. In another terminal: REDIS_URL={redis.url} make step-7 run  (Ctrl-C stops it)",
               flush=True)

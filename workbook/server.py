@@ -13,13 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import WorkbookError
+from .errors import WorkbookError, summarize_failure
 from .listen import connect_host, is_busy, listen_problem, try_bind
+from .project import asgi_target, overlay_env, settings_module  # noqa: F401 (the last two: for importers not yet moved)
 from .registry import ROOT, Step
+from .state import STATE_DIR, TIMEOUT, shown
 from .venv import in_venv, venv_python
 
-TIMEOUT = float(os.environ.get("WORKBOOK_TIMEOUT", "30"))
-STATE_DIR = ROOT / ".workbook"
 HOWS = ("runserver", "daphne", "uvicorn")
 
 
@@ -49,17 +49,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":
-        from .guard import parent_alive
+    import psutil
 
-        return parent_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid > 0 and psutil.pid_exists(pid)
 
 
 def _state_file(port: int) -> Path:
@@ -81,47 +73,6 @@ def busy_message(port: int, label: str, retry: str | None = None) -> str:
     why = f"{holder} is still running there" if holder else "is another step or server still running?"
     retry = retry or f"PORT={port + 1} make {label} run"
     return f"port {port} is busy ({why}): stop it, or run {retry}"
-
-
-def asgi_target(project: Path) -> str:
-    """Find `package.asgi:application` for a project, from the settings module manage.py names."""
-    module = settings_module(project)
-    package = module.removesuffix(".settings") if module.endswith(".settings") else "mychannels"
-    return f"{package}.asgi:application"
-
-
-def settings_module(project: Path) -> str:
-    """Read the settings module that manage.py names, as Django does when it starts."""
-    try:
-        text = (project / "manage.py").read_text(encoding="utf-8")
-    except OSError:
-        raise WorkbookError(f"{project} has no manage.py: is it a Django project directory?") from None
-    match = re.search(r"DJANGO_SETTINGS_MODULE['\"]\s*,\s*['\"]([\w.]+)['\"]", text)
-    return match.group(1) if match else "mychannels.settings"
-
-
-def overlay_env(project: Path, **additions: str) -> dict[str, str]:
-    """Return the environment that serves `project` with workbook.overlay adding `additions` to its settings.
-
-    Each keyword becomes a WORKBOOK_<NAME> variable that workbook/overlay.py reads (extra_hosts, asgi_application).
-    """
-    env = {"DJANGO_SETTINGS_MODULE": "workbook.overlay", "WORKBOOK_SETTINGS": settings_module(project)}
-    env.update({f"WORKBOOK_{name.upper()}": value for name, value in additions.items()})
-    return env
-
-
-def summarize_failure(log: str) -> str:
-    """Pick the line of a server log that best says why it did not start."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    for pattern in (
-        r"\([\w.]+\.E\d+\)",  # a system check error such as (daphne.E001)
-        r"^\w+(\.\w+)*(Error|Exception|Exit)\b.*",  # the last line of a traceback
-        r"[Ee]rror|[Cc]ouldn't|[Cc]annot",
-    ):
-        hits = [line for line in lines if re.search(pattern, line)]
-        if hits:
-            return hits[-1]
-    return lines[-1] if lines else "it printed nothing"
 
 
 class Server:
@@ -294,12 +245,7 @@ class Server:
         state.parent.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps({"label": self.label, "pid": self.pid, "how": self.how}))
 
-    @staticmethod
-    def _shown(path: Path) -> str:
-        try:
-            return str(path.relative_to(Path.cwd()))
-        except ValueError:
-            return str(path)
+    _shown = staticmethod(shown)
 
 
 def spawn_guarded(cmd: list[str], log_path: Path, cwd: Path | None = None, env: dict | None = None,

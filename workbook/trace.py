@@ -176,7 +176,7 @@ def traced_path() -> str:
 
 def trace_env(project: Path, how: str, env: dict[str, str] | None = None) -> dict[str, str]:
     """Return what to add to `env` so that server `how` serves `project` through the trace."""
-    from .server import asgi_target, overlay_env
+    from .project import asgi_target, overlay_env
 
     if how != "runserver":
         return {TRACED_ENV: asgi_target(project), SERVER_ENV: how}
