@@ -65,6 +65,10 @@ test: $(DEV) ## run every test (real servers, notebooks, browser)
 test-latest: $(BASE) ## the stage, final and notebook tests on the newest releases (in .venv-latest/)
 	@$(VPY) -m workbook test --latest
 
+.PHONY: test-fast
+test-fast: $(DEV) ## the tests without notebooks, browser, Redis or other Pythons (about a minute)
+	@$(VPY) -m workbook test --fast
+
 # --- notebooks (issue 3) ------------------------------------------------------
 .PHONY: lab notebook notebooks-html
 lab: $(DEV) ## open JupyterLab on notebooks/ with the .venv kernel (port 8888)

@@ -61,6 +61,20 @@ def serve():
         server.stop()
 
 
+async def hears_only_its_own(ws, text: str = "is anyone else here?") -> bool:
+    """Send {"message": text} on a room's socket; tell whether its next frame is that message, so nothing came first.
+
+    Frames of one socket arrive in order, so this proves that nothing sent earlier reached it, without waiting.
+    """
+    from workbook import client
+
+    await client.send_json(ws, {"message": text}, quiet=True)
+    frame = await client.receive(ws, quiet=True)
+    if frame != {"message": text}:
+        print("unexpected frame:", frame)
+    return frame == {"message": text}
+
+
 def run_python(*args: str, cwd=ROOT, env: dict | None = None, timeout: float = TIMEOUT * 4, **kwargs):
     """Run the venv's python with arguments; return the CompletedProcess (text mode)."""
     return subprocess.run(
@@ -167,3 +181,49 @@ def chromium():
         except browser.BrowserMissing as missing:
             need(False, "a browser for the browser tests", str(missing))
         yield found
+
+
+# --- running in parallel (pytest-xdist with --dist loadgroup, as `python -m workbook test` does) -------------
+# A test that reads a shared server, or a module-scoped fixture of its own module, goes to the worker that already
+# holds it: `server-<project>` for shared_server, `<module>[-<project>]` for a module's fixture. A test or module
+# marked with @pytest.mark.xdist_group("name") keeps its own group (test_users*.py share step 9's database).
+# The long kinds go first, so no worker is left running one of them alone at the end.
+FIRST = ("debian", "pythons", "notebook")
+
+
+def _project_of(item) -> str | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name in ("step", "project"):
+        if params.get(name) is not None:
+            value = params[name]
+            return getattr(value, "id", None) or os.path.basename(str(getattr(value, "path", value)))
+    return None
+
+
+def _module_fixture(item) -> bool:
+    module = item.module.__name__
+    return any(
+        definition.scope == "module" and definition.baseid.endswith(f"{module}.py")
+        for definitions in item._fixtureinfo.name2fixturedefs.values() for definition in definitions
+    )
+
+
+def xdist_group(item) -> str | None:
+    """Name the group a test must share a worker with, or None when it can run anywhere."""
+    project, module = _project_of(item), item.module.__name__
+    if "shared_server" in item.fixturenames:
+        return f"server-{project or module}"
+    if _module_fixture(item):
+        return f"{module}-{project}" if project else module
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Give each test its xdist group; in a parallel run, start the long kinds first."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and (group := xdist_group(item)):
+            item.add_marker(pytest.mark.xdist_group(group))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: place for place, name in enumerate(FIRST)}
+        items.sort(key=lambda item: min((rank[m.name] for m in item.iter_markers() if m.name in rank), default=99))

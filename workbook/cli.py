@@ -212,7 +212,9 @@ def cmd_setup(args) -> int:
 
 
 def cmd_test(args) -> int:
-    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=venv.ROOT)
+    from .testrun import pytest_args
+
+    return subprocess.call([sys.executable, "-m", "pytest", *pytest_args(args.pytest_args)], cwd=venv.ROOT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--dev", action="store_true", help="also install what the tests need")
     setup.set_defaults(func=cmd_setup)
 
-    test = sub.add_parser("test", help="run the test suite (arguments go to pytest); --latest: the stack's "
-                          "tests on the newest releases, in .venv-latest/; --record: into the README's table")
+    test = sub.add_parser("test", help="run the test suite (arguments go to pytest); --fast: no notebooks, browser, "
+                          "Redis or other Pythons; --latest: the stack's tests on the newest releases, in "
+                          ".venv-latest/; --record: into the README's table")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
 
