@@ -185,8 +185,9 @@ def chromium():
 
 # --- running in parallel (pytest-xdist with --dist loadgroup, as `python -m workbook test` does) -------------
 # A test that reads a shared server, or a module-scoped fixture of its own module, goes to the worker that already
-# holds it: `server-<project>` for shared_server, `<module>[-<project>]` for a module's fixture. A test or module
-# marked with @pytest.mark.xdist_group("name") keeps its own group (test_users*.py share step 9's database).
+# holds it: `server-<project>` when it is parametrised by a step or project (the same worker then also owns that
+# step's database), else `server-<module>` or `<module>`. A test or module marked with
+# @pytest.mark.xdist_group("name") keeps its own group (test_users*.py: "server-09-users", step 9's database).
 # The long kinds go first, so no worker is left running one of them alone at the end.
 FIRST = ("debian", "pythons", "notebook")
 
@@ -214,7 +215,7 @@ def xdist_group(item) -> str | None:
     if "shared_server" in item.fixturenames:
         return f"server-{project or module}"
     if _module_fixture(item):
-        return f"{module}-{project}" if project else module
+        return f"server-{project}" if project else module
     return None
 
 
