@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -219,12 +222,50 @@ def xdist_group(item) -> str | None:
     return None
 
 
+def _groups_file(controller_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"workbook-xdist-groups-{controller_pid}.json"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Give each test its xdist group; in a parallel run, start the long kinds first."""
+    """Give each test its xdist group; in a parallel run, start the long kinds first and tell the controller."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None and (group := xdist_group(item)):
             item.add_marker(pytest.mark.xdist_group(group))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         rank = {name: place for place, name in enumerate(FIRST)}
         items.sort(key=lambda item: min((rank[m.name] for m in item.iter_markers() if m.name in rank), default=99))
+        # xdist 3.8 renames a grouped test `nodeid@group`, which pytest 9.2's nodeid no longer shows: the
+        # controller (this worker's parent) reads the groups from a file instead, before it schedules anything.
+        groups = {item.nodeid: mark.args[0] for item in items if (mark := item.get_closest_marker("xdist_group"))}
+        target = _groups_file(os.getppid())
+        partial = target.with_name(f"{target.name}.{os.getpid()}")
+        partial.write_text(json.dumps(groups))
+        os.replace(partial, target)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule --dist loadgroup by the groups the workers wrote (see pytest_collection_modifyitems)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ByGroup(LoadGroupScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            if scope != nodeid:
+                return scope
+            if self.groups is None:
+                found = _groups_file(os.getpid())
+                self.groups = json.loads(found.read_text()) if found.exists() else {}
+            return self.groups.get(nodeid, nodeid)
+
+    return ByGroup(config, log)
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        _groups_file(os.getpid()).unlink(missing_ok=True)

@@ -35,7 +35,8 @@ def collected(tmp_path, *args: str, env: dict | None = None) -> dict[str, tuple[
 
 def test_the_suite_runs_on_every_cpu_grouped_by_what_it_shares():
     """With pytest-xdist installed, `workbook test` adds `-n auto --dist loadgroup` before the given arguments."""
-    assert pytest_args(["-k", "echo"], environ={}) == ["-n", "auto", "--dist", "loadgroup", "-k", "echo"]
+    assert pytest_args(["-k", "echo"], environ={}) == [
+        "-n", "auto", "--dist", "loadgroup", "--no-loadscope-reorder", "-k", "echo"]
     assert pytest_args([], environ={"WORKBOOK_TEST_WORKERS": "3"})[:2] == ["-n", "3"]
 
 
@@ -78,3 +79,35 @@ def test_the_fast_selection_has_no_notebook_browser_redis_or_python_matrix_test(
     for left_out in ("test_two_servers_share_a_room_through_redis", "test_step_4_echoes_on_python",
                      "test_a_new_user_on_debian_testing_follows_the_readme_on_python"):
         assert [node for node in every if left_out in node] and not [node for node in fast if left_out in node]
+
+
+# Records which worker set up each test, then skips it: the schedule is what is under test, not the tests.
+WHERE = textwrap.dedent("""
+    import os, pytest
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(item):
+        with open(os.environ["WHERE_LOG"], "a") as log:
+            log.write(f"{os.environ['PYTEST_XDIST_WORKER']}\\t{item.nodeid}\\n")
+        pytest.skip("only the schedule is looked at")
+""")
+
+
+def test_a_parallel_run_keeps_each_group_on_one_worker(tmp_path):
+    """Under `-n 2 --dist loadgroup`, both server kinds of each step's page test run on the same worker."""
+    (tmp_path / "where_probe.py").write_text(WHERE)
+    log = tmp_path / "where.log"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "where_probe",
+         *pytest_args(["tests/test_stages.py", "-k", "page_names"], environ={"WORKBOOK_TEST_WORKERS": "2"})],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "WHERE_LOG": str(log)},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    workers: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        worker, nodeid = line.split("\t")
+        step = nodeid.split("[", 1)[1].split("-", 1)[1]  # [runserver-04-routing] → 04-routing]
+        workers.setdefault(step, set()).add(worker)
+    assert len(workers) >= 9 and all(len(found) == 1 for found in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2, "both workers should have had work"

@@ -32,5 +32,6 @@ def pytest_args(given: list[str], environ: dict[str, str] | None = None) -> list
         args = ["-m", " and ".join([f"({FAST})", *(f"({m})" for m in marks)]) if marks else FAST, *args]
     workers = environ.get(WORKERS, "auto").strip() or "auto"
     if workers != "0" and not _chooses_workers(args) and importlib.util.find_spec("xdist") is not None:
-        args = ["-n", workers, "--dist", "loadgroup", *args]
+        # conftest.py puts the long kinds first; reordering groups by size would send them last.
+        args = ["-n", workers, "--dist", "loadgroup", "--no-loadscope-reorder", *args]
     return args
