@@ -70,6 +70,10 @@ lint: $(DEV) ## check the code with ruff (workbook, tests, bench), as CI does
 test-latest: $(BASE) ## the stage, final and notebook tests on the newest releases (in .venv-latest/)
 	@$(VPY) -m workbook test --latest
 
+.PHONY: test-fast
+test-fast: $(DEV) ## the tests without notebooks, browser, Redis or other Pythons (about a minute)
+	@$(VPY) -m workbook test --fast
+
 # --- notebooks ----------------------------------------------------------------
 .PHONY: lab notebook notebooks-html
 lab: $(DEV) ## open JupyterLab on notebooks/ with the .venv kernel (port 8888)

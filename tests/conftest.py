@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +62,22 @@ def serve():
     yield start
     for server in started:
         server.stop()
+
+
+async def hears_only_its_own(ws, text: str = "is anyone else here?") -> bool:
+    """Send {"message": text} on a room's socket; tell whether its next frame is that message, so nothing came first.
+
+    Frames of one socket arrive in order, so this proves that nothing sent earlier reached it, without waiting.
+    """
+    from workbook import client
+
+    await client.send_json(ws, {"message": text}, quiet=True)
+    frame = await client.receive(ws, quiet=True)
+    # From step 09 on a frame also names its sender; only the message says whose frame came first.
+    mine = isinstance(frame, dict) and frame.get("message") == text
+    if not mine:
+        print("unexpected frame:", frame)
+    return mine
 
 
 def run_python(*args: str, cwd=ROOT, env: dict | None = None, timeout: float = TIMEOUT * 4, **kwargs):
@@ -167,3 +186,88 @@ def chromium():
         except browser.BrowserMissing as missing:
             need(False, "a browser for the browser tests", str(missing))
         yield found
+
+
+# --- running in parallel (pytest-xdist with --dist loadgroup, as `python -m workbook test` does) -------------
+# A test that reads a shared server, or a module-scoped fixture of its own module, goes to the worker that already
+# holds it: `server-<project>` when it is parametrised by a step or project (the same worker then also owns that
+# step's database), else `server-<module>` or `<module>`. A test or module marked with
+# @pytest.mark.xdist_group("name") keeps its own group (test_users*.py: "server-09-users", step 9's database).
+# The long kinds go first, so no worker is left running one of them alone at the end.
+FIRST = ("debian", "pythons", "notebook")
+
+
+def _project_of(item) -> str | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name in ("step", "project"):
+        if params.get(name) is not None:
+            value = params[name]
+            return getattr(value, "id", None) or os.path.basename(str(getattr(value, "path", value)))
+    return None
+
+
+def _module_fixture(item) -> bool:
+    module = item.module.__name__
+    return any(
+        definition.scope == "module" and definition.baseid.endswith(f"{module}.py")
+        for definitions in item._fixtureinfo.name2fixturedefs.values() for definition in definitions
+    )
+
+
+def xdist_group(item) -> str | None:
+    """Name the group a test must share a worker with, or None when it can run anywhere."""
+    project, module = _project_of(item), item.module.__name__
+    if "shared_server" in item.fixturenames:
+        return f"server-{project or module}"
+    if _module_fixture(item):
+        return f"server-{project}" if project else module
+    return None
+
+
+def _groups_file(controller_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"workbook-xdist-groups-{controller_pid}.json"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Give each test its xdist group; in a parallel run, start the long kinds first and tell the controller."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and (group := xdist_group(item)):
+            item.add_marker(pytest.mark.xdist_group(group))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: place for place, name in enumerate(FIRST)}
+        items.sort(key=lambda item: min((rank[m.name] for m in item.iter_markers() if m.name in rank), default=99))
+        # xdist 3.8 renames a grouped test `nodeid@group`, which pytest 9.2's nodeid no longer shows: the
+        # controller (this worker's parent) reads the groups from a file instead, before it schedules anything.
+        groups = {item.nodeid: mark.args[0] for item in items if (mark := item.get_closest_marker("xdist_group"))}
+        target = _groups_file(os.getppid())
+        partial = target.with_name(f"{target.name}.{os.getpid()}")
+        partial.write_text(json.dumps(groups))
+        os.replace(partial, target)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule --dist loadgroup by the groups the workers wrote (see pytest_collection_modifyitems)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ByGroup(LoadGroupScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            if scope != nodeid:
+                return scope
+            if self.groups is None:
+                found = _groups_file(os.getpid())
+                self.groups = json.loads(found.read_text()) if found.exists() else {}
+            return self.groups.get(nodeid, nodeid)
+
+    return ByGroup(config, log)
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        _groups_file(os.getpid()).unlink(missing_ok=True)

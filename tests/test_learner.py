@@ -11,7 +11,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import need, run_python, steps
+from conftest import STEPS, need, run_python, steps
 
 from workbook import WorkbookError, get_step, learner
 from workbook.checks import checks_for, redis_shares_rooms
@@ -74,6 +74,17 @@ def test_step_1_starts_from_the_untouched_startproject_output(ws):
 
 
 @pytest.mark.parametrize("step", steps())
+def test_doing_the_steps_real_changes_makes_the_workspace_its_snapshot(step, ws):
+    """Start, copy the snapshot's changed files in: the checks then see the snapshot test_checks.py passes."""
+    learner.start(step.number)
+    assert changed_files(previous(step).path, ws) == []
+    apply(step, ws)
+    assert changed_files(step, ws) == []
+
+
+# What test_checks.py proves on every snapshot, played end to end through learner mode on two workspaces: step 4
+# ("Next: …") and the last step ("That was the last step", its database created fresh in the workspace).
+@pytest.mark.parametrize("step", steps(4, STEPS[-1].number))
 def test_doing_the_steps_real_changes_passes_its_check(step, ws, capsys):
     """Start, copy the snapshot's changed files in, check: every check passes and the exit code is 0."""
     need_redis_for(step)
@@ -84,9 +95,13 @@ def test_doing_the_steps_real_changes_passes_its_check(step, ws, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "checks pass" in out and "✘" not in out and "FAIL" not in out
+    assert ("That was the last step." if step == STEPS[-1] else "Next: ") in out
 
 
-@pytest.mark.parametrize("step", steps(*PARTIAL))
+@pytest.mark.parametrize("step", [
+    pytest.param(step, id=step.id, marks=[pytest.mark.redis] * (redis_shares_rooms in checks_for(step)))
+    for step in STEPS if step.number in PARTIAL
+])
 def test_half_done_step_fails_with_the_hint_that_names_what_is_missing(step, ws, capsys):
     """Leaving out one file of the step fails its check, and the hint names what is missing."""
     need_redis_for(step)

@@ -48,6 +48,21 @@ def doctor(*args) -> subprocess.CompletedProcess:
     return run_python("-m", "workbook", "doctor", *map(str, args))
 
 
+def doctor_here(capsys, *args) -> subprocess.CompletedProcess:
+    """Run `doctor ARGS` in this process, as doctor() does in a new one; the project still loads in its own."""
+    import argparse
+
+    from workbook import doctor as command
+
+    parser = argparse.ArgumentParser(prog="python -m workbook")
+    command.add_commands(parser.add_subparsers())
+    parsed = parser.parse_args(["doctor", *map(str, args)])
+    capsys.readouterr()
+    code = parsed.func(parsed)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(parsed.targets, code, out, err)
+
+
 def slugs(findings) -> set[str]:
     return {f.slug for f in findings}
 
@@ -134,7 +149,7 @@ def test_a_malformed_patch_is_refused_with_the_line_that_is_wrong():
 
 # --- the doctor on project directories ------------------------------------------------------------------
 @pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: p.slug)
-def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant):
+def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant, capsys):
     """`doctor PATH` names the pitfall with its fix, and exits 1 for a problem, 0 for a warning."""
     project = variant(pitfall.slug)
     with socket.socket() as busy:
@@ -145,7 +160,7 @@ def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant):
             args += ["--port", busy.getsockname()[1]]
         if pitfall.slug == "no-session-table":
             (project / "db.sqlite3").touch()  # as `manage.py runserver` leaves it: there, but without tables
-        result = doctor(*args)
+        result = doctor_here(capsys, *args)
     assert f"[{pitfall.slug}]" in result.stdout, result.stdout + result.stderr
     assert "fix: " in result.stdout and f"#{pitfall.slug})" in result.stdout
     assert result.returncode == (0 if pitfall.slug in WARNINGS else 1), result.stdout
@@ -155,9 +170,9 @@ CLEAN = [*steps()] + ([pytest.param(ROOT / "final", id="final")] if (ROOT / "fin
 
 
 @pytest.mark.parametrize("project", CLEAN)
-def test_every_clean_project_gets_a_clean_bill_of_health(project):
+def test_every_clean_project_gets_a_clean_bill_of_health(project, capsys):
     """The doctor finds no problem in any step, nor in final/, and exits 0."""
-    result = doctor(getattr(project, "path", project))
+    result = doctor_here(capsys, getattr(project, "path", project))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "problem [" not in result.stdout
     assert "=> healthy" in result.stdout

@@ -95,6 +95,7 @@ def test_only_a_python_without_an_autobahn_wheel_gets_the_nvx_workaround():
     assert [v for v in pythons.versions() if pythons.install_env(tuple(map(int, v.split("."))))] == ["3.15"]
 
 
+@pytest.mark.pythons
 @pytest.mark.parametrize("version", PYENV_PYTHONS, ids=[f"python{v}" for v in PYENV_PYTHONS])
 def test_step_4_echoes_on_python(version, tmp_path):
     """A fresh venv on this Python installs the lock, runs step 4 under daphne, and echoes."""
@@ -136,6 +137,7 @@ def test_an_old_python_without_uv_gets_one_line_naming_what_to_install(version, 
     assert not (tmp_path / "venv").exists()
 
 
+@pytest.mark.pythons
 def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
     """With uv on PATH, `python3.9 -m workbook setup` asks uv for a Python in the range and says so in one line."""
     old, other, uv = find_python("3.9"), find_python("3.12"), find_uv()

@@ -13,7 +13,7 @@ ALICE, BOB = ("alice", "alice-password"), ("bob", "bob-password")
 # Text that would run or render if a page used innerHTML; shown as text it is just these characters.
 HOSTILE = '<img src=x onerror="window.ran = true"><b>bold</b>'
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("server-09-users")]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from .errors import WorkbookError
 DEV_COMMANDS = {"test", "lint"}
 CORE_COMMANDS = {"list", "run", "diff", "scope", "stop", "setup", "test", "lint"}  # wired here, not in a module
 LINTED = ("workbook", "tests", "bench")  # what `make lint` checks with ruff
-SLOWEST = 15  # `make test` names this many of the slowest tests
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
 COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "wheelhouse")
@@ -208,8 +207,9 @@ def cmd_setup(args) -> int:
 
 
 def cmd_test(args) -> int:
-    durations = [] if any(a.startswith("--durations") for a in args.pytest_args) else [f"--durations={SLOWEST}"]
-    return subprocess.call([sys.executable, "-m", "pytest", *durations, *args.pytest_args], cwd=venv.ROOT)
+    from .testrun import pytest_args
+
+    return subprocess.call([sys.executable, "-m", "pytest", *pytest_args(args.pytest_args)], cwd=venv.ROOT)
 
 
 def cmd_lint(args) -> int:
@@ -262,8 +262,9 @@ def build_parser(modules: bool = True) -> argparse.ArgumentParser:
     setup.add_argument("--wheelhouse", help="install offline from this wheelhouse (folder or .tar)")
     setup.set_defaults(func=cmd_setup)
 
-    test = sub.add_parser("test", help="run the test suite (arguments go to pytest); --latest: the stack's "
-                          "tests on the newest releases, in .venv-latest/; --record: into the README's table")
+    test = sub.add_parser("test", help="run the test suite (arguments go to pytest); --fast: no notebooks, browser, "
+                          "Redis or other Pythons; --latest: the stack's tests on the newest releases, in "
+                          ".venv-latest/; --record: into the README's table")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
 

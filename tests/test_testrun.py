@@ -1,0 +1,113 @@
+"""`python -m workbook test` runs in parallel, grouping what shares a server; --fast leaves out the slow kinds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from workbook.registry import ROOT
+from workbook.testrun import FAST, pytest_args
+
+# Prints `GROUP<TAB>group<TAB>marks<TAB>nodeid` for each collected test, after conftest.py has given the groups.
+PROBE = textwrap.dedent("""
+    def pytest_collection_finish(session):
+        for item in session.items:
+            mark = item.get_closest_marker("xdist_group")
+            marks = ",".join(sorted({m.name for m in item.iter_markers()})) or "-"
+            print("GROUP", mark.args[0] if mark else "-", marks, item.nodeid, sep="\\t")
+""")
+
+
+def collected(tmp_path, *args: str, env: dict | None = None) -> dict[str, tuple[str, set[str]]]:
+    """Collect with the given arguments; return each test's xdist group ("-" when it has none) and its marks."""
+    (tmp_path / "groups_probe.py").write_text(PROBE)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "groups_probe",
+         *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), **(env or {})},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = [line.split("\t") for line in result.stdout.splitlines() if line.startswith("GROUP\t")]
+    return {nodeid: (group, set(marks.split(","))) for _, group, marks, nodeid in rows}
+
+
+def test_the_suite_runs_on_every_cpu_grouped_by_what_it_shares():
+    """With pytest-xdist installed, `workbook test` adds `-n auto --dist loadgroup` before the given arguments."""
+    assert pytest_args(["-k", "echo"], environ={}) == [
+        "-n", "auto", "--dist", "loadgroup", "--no-loadscope-reorder", "-k", "echo"]
+    assert pytest_args([], environ={"WORKBOOK_TEST_WORKERS": "3"})[:2] == ["-n", "3"]
+
+
+def test_given_workers_or_none_are_left_as_given():
+    """-n N, -p no:xdist or WORKBOOK_TEST_WORKERS=0 decide alone: nothing is added."""
+    assert pytest_args(["-n", "0", "tests/test_runner.py"], environ={}) == ["-n", "0", "tests/test_runner.py"]
+    assert pytest_args(["-p", "no:xdist"], environ={}) == ["-p", "no:xdist"]
+    assert pytest_args(["-x"], environ={"WORKBOOK_TEST_WORKERS": "0"}) == ["-x"]
+
+
+def test_fast_leaves_out_notebooks_browser_redis_and_other_pythons_and_narrows_a_given_mark():
+    """--fast becomes one -m expression; a -m given with it is and-ed in, not replaced."""
+    assert pytest_args(["--fast"], environ={"WORKBOOK_TEST_WORKERS": "0"}) == ["-m", FAST]
+    assert pytest_args(["--fast", "-m", "not slow", "-x"], environ={"WORKBOOK_TEST_WORKERS": "0"}) == [
+        "-m", f"({FAST}) and (not slow)", "-x"]
+    for kind in ("notebook", "browser", "redis", "debian", "pythons"):
+        assert f"not {kind}" in FAST
+
+
+def test_tests_sharing_a_steps_server_or_database_share_a_group_and_the_rest_have_none(tmp_path):
+    """Shared servers group by step (both server kinds), step 9's modules join its group, plain tests are free."""
+    files = ("tests/test_stages.py", "tests/test_users.py", "tests/test_checks.py", "tests/test_runner.py")
+    groups = {node: group for node, (group, _) in collected(tmp_path, *files).items()}
+    page = "tests/test_stages.py::test_the_page_names_its_stage"
+    assert groups[f"{page}[runserver-04-routing]"] == groups[f"{page}[daphne-04-routing]"] == "server-04-routing"
+    assert groups[f"{page}[runserver-09-users]"] == "server-09-users"
+    assert {group for node, group in groups.items() if node.startswith("tests/test_users.py")} == {"server-09-users"}
+    assert groups["tests/test_checks.py::test_every_check_passes_on_its_steps_snapshot[04-routing-compiles]"] == (
+        "server-04-routing")
+    assert groups["tests/test_runner.py::test_list_shows_every_step_in_order"] == "-"
+
+
+def test_the_fast_selection_has_no_notebook_browser_redis_or_python_matrix_test(tmp_path):
+    """--fast collects every test but those marked notebook, browser, redis, debian or pythons."""
+    fast, every = collected(tmp_path, "-m", FAST), collected(tmp_path)
+    slow = {"notebook", "browser", "redis", "debian", "pythons"}
+    assert fast and not [node for node, (_, marks) in fast.items() if marks & slow]
+    assert set(fast) == {node for node, (_, marks) in every.items() if not marks & slow}
+    assert not [node for node in fast if node.startswith(("tests/test_notebooks.py", "tests/test_users_browser.py"))]
+    for left_out in ("test_two_servers_share_a_room_through_redis", "test_step_4_echoes_on_python",
+                     "test_a_new_user_on_debian_testing_follows_the_readme_on_python"):
+        assert [node for node in every if left_out in node] and not [node for node in fast if left_out in node]
+
+
+# Records which worker set up each test, then skips it: the schedule is what is under test, not the tests.
+WHERE = textwrap.dedent("""
+    import os, pytest
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(item):
+        with open(os.environ["WHERE_LOG"], "a") as log:
+            log.write(f"{os.environ['PYTEST_XDIST_WORKER']}\\t{item.nodeid}\\n")
+        pytest.skip("only the schedule is looked at")
+""")
+
+
+def test_a_parallel_run_keeps_each_group_on_one_worker(tmp_path):
+    """Under `-n 2 --dist loadgroup`, both server kinds of each step's page test run on the same worker."""
+    (tmp_path / "where_probe.py").write_text(WHERE)
+    log = tmp_path / "where.log"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "where_probe",
+         *pytest_args(["tests/test_stages.py", "-k", "page_names"], environ={"WORKBOOK_TEST_WORKERS": "2"})],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]), "WHERE_LOG": str(log)},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    workers: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        worker, nodeid = line.split("\t")
+        step = nodeid.split("[", 1)[1].split("-", 1)[1]  # [runserver-04-routing] → 04-routing]
+        workers.setdefault(step, set()).add(worker)
+    assert len(workers) >= 9 and all(len(found) == 1 for found in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2, "both workers should have had work"
