@@ -56,7 +56,8 @@ def test_a_page_that_joins_later_shows_the_history_first_and_as_text(step10, chr
 
 def test_the_screenshot_scene_shows_bob_catching_up_in_a_copy_with_its_own_database(chromium, serve):
     """`make screenshots` shoots step 10 from a fresh copy: alice's two lines replayed to bob, then his answer."""
-    from workbook.history_scene import fresh_copy, late_joiner, replays_history
+    from workbook.browser import late_joiner
+    from workbook.history_scene import fresh_copy, replays_history
 
     assert replays_history(HISTORY.path) and not replays_history(get_step(9).path)
     with fresh_copy(HISTORY.path) as project:

@@ -181,7 +181,7 @@ def cmd_screenshots(args) -> int:
         from playwright.sync_api import Error
 
         for name, project in chosen:
-            from .history_scene import fresh_copy, late_joiner, replays_history
+            from .history_scene import fresh_copy, replays_history
 
             scene = fresh_copy(project) if replays_history(project) else nullcontext(project)
             with scene as project:  # a step with history is shot from a copy: its database holds only this scene
@@ -216,3 +216,17 @@ def add_commands(sub) -> None:
     shots.add_argument("--out", default=str(ROOT / "docs"), help="directory for the PNG files (default: docs/)")
     shots.add_argument("--only", metavar="NAME", help="only pages whose name starts with NAME, e.g. 05 or final")
     shots.set_defaults(func=cmd_screenshots)
+
+
+def late_joiner(browser, url: str):
+    """alice has the usual short conversation; then bob's page opens, shows it as history, and answers."""
+    from .history_scene import ALICE, BOB
+
+    alice = open_page(browser, url, login=ALICE)
+    converse(alice)
+    alice.context.close()
+    bob = open_page(browser, url, login=BOB)
+    wait_received(bob, 2)
+    send_from_form(bob, "hi alice, I just caught up")
+    wait_received(bob, 3)
+    return bob

@@ -17,7 +17,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .errors import WorkbookError
-from .registry import ROOT
+
+ROOT = Path(__file__).resolve().parent.parent  # not from registry, which imports this module
 
 CATALOGUE = ROOT / "pitfalls" / "pitfalls.toml"
 PAGE = "docs/troubleshooting.md"

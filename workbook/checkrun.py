@@ -186,8 +186,6 @@ def _probe(package: str) -> int:
         facts["consumer"] = hasattr(consumers, "ChatConsumer")
         if facts["consumer"]:
             facts["consumer_class"] = _class_facts(consumers.ChatConsumer)
-    from .checks_history import message_facts
-
     facts["message_model"] = message_facts()
     print(json.dumps(facts))
     return 0
@@ -202,6 +200,31 @@ def _class_facts(cls) -> dict:
         owner = next((klass.__name__ for klass in cls.__mro__ if name in vars(klass)), None)
         methods[name] = {"owner": owner, "coroutine": inspect.iscoroutinefunction(getattr(cls, name, None))}
     return {"bases": [klass.__name__ for klass in cls.__mro__[1:]], "methods": methods}
+
+
+def message_facts() -> dict:
+    """Describe chat.Message inside a loaded project (run by the facts probe): fields, admin, migration."""
+    import io
+
+    from django.apps import apps
+    from django.contrib import admin
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    try:
+        model = apps.get_model("chat", "Message")
+    except LookupError:
+        return {"model": False}
+    fields = {field.name: field for field in model._meta.get_fields()}
+    user = fields.get("user")
+    facts = {"model": True, "fields": sorted(fields), "admin": admin.site.is_registered(model),
+             "user_fk": bool(user and user.many_to_one and user.related_model is get_user_model())}
+    try:
+        call_command("makemigrations", "chat", check=True, dry_run=True, stdout=io.StringIO())
+        facts["migrated"] = True
+    except SystemExit:
+        facts["migrated"] = False
+    return facts
 
 
 if __name__ == "__main__":

@@ -17,31 +17,6 @@ PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 COMMAND = "chat/management/commands/history.py"
 HISTORY = 20
 
-def message_facts() -> dict:
-    """Describe chat.Message inside a loaded project (run by the facts probe): fields, admin, migration."""
-    import io
-
-    from django.apps import apps
-    from django.contrib import admin
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    try:
-        model = apps.get_model("chat", "Message")
-    except LookupError:
-        return {"model": False}
-    fields = {field.name: field for field in model._meta.get_fields()}
-    user = fields.get("user")
-    facts = {"model": True, "fields": sorted(fields), "admin": admin.site.is_registered(model),
-             "user_fk": bool(user and user.many_to_one and user.related_model is get_user_model())}
-    try:
-        call_command("makemigrations", "chat", check=True, dry_run=True, stdout=io.StringIO())
-        facts["migrated"] = True
-    except SystemExit:
-        facts["migrated"] = False
-    return facts
-
-
 @check("chat.Message has room, user (a foreign key to the user), text and created, with its migration and admin")
 def message_model(run: Run) -> None:
     facts = run.facts()["message_model"]

@@ -207,9 +207,10 @@ def cmd_setup(args) -> int:
 
 
 def cmd_test(args) -> int:
-    from .testrun import pytest_args
+    from .testrun import pytest_args, with_durations
 
-    return subprocess.call([sys.executable, "-m", "pytest", *pytest_args(args.pytest_args)], cwd=venv.ROOT)
+    given = with_durations(pytest_args(args.pytest_args))
+    return subprocess.call([sys.executable, "-m", "pytest", *given], cwd=venv.ROOT)
 
 
 def cmd_lint(args) -> int:

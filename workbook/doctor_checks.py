@@ -296,8 +296,6 @@ def async_findings(project: Path) -> list[Finding]:
         elif mistake.kind == "sync-orm":
             out.append(Finding(
                 "sync-orm-in-async", True, f"{mistake}: the handler raises, and the socket closes with 1011",
-                "await the async ORM (acreate, aget, async for), or put the block in a function decorated with "
-                "@database_sync_to_async and await it",
             ))
         else:
             out.append(Finding(

@@ -30,17 +30,3 @@ def fresh_copy(project: Path) -> Iterator[Path]:
         yield copy
     finally:
         shutil.rmtree(parent, ignore_errors=True)
-
-
-def late_joiner(browser, url: str):
-    """alice has the usual short conversation; then bob's page opens, shows it as history, and answers."""
-    from .browser import converse, open_page, send_from_form, wait_received
-
-    alice = open_page(browser, url, login=ALICE)
-    converse(alice)
-    alice.context.close()
-    bob = open_page(browser, url, login=BOB)
-    wait_received(bob, 2)
-    send_from_form(bob, "hi alice, I just caught up")
-    wait_received(bob, 3)
-    return bob

@@ -62,7 +62,7 @@ def _with_fixes(hint: str) -> str:
     """Put the failure catalogue's fix where a hint says {fix:SLUG}, so a fix is written once."""
     if "{fix:" not in hint:
         return hint
-    from . import catalogue  # catalogue reads ROOT from here
+    from . import catalogue
 
     return re.sub(r"\{fix:([\w-]+)\}", lambda m: catalogue.fix(m.group(1)), hint)
 

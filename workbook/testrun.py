@@ -22,6 +22,11 @@ def _chooses_workers(args: list[str]) -> bool:
     return False
 
 
+def with_durations(args: list[str]) -> list[str]:
+    """Add --durations (the slowest tests, printed at the end) unless the arguments choose their own."""
+    return args if any(arg.startswith("--durations") for arg in args) else [f"--durations={SLOWEST}", *args]
+
+
 def pytest_args(given: list[str], environ: dict[str, str] | None = None) -> list[str]:
     """Return the pytest arguments for `workbook test GIVEN…`: --fast turned into -m, workers added."""
     environ = os.environ if environ is None else environ
@@ -31,8 +36,6 @@ def pytest_args(given: list[str], environ: dict[str, str] | None = None) -> list
         args = [arg for i, arg in enumerate(args) if arg != "-m" and (i == 0 or args[i - 1] != "-m")]
         # A -m given with --fast narrows it further instead of replacing it.
         args = ["-m", " and ".join([f"({FAST})", *(f"({m})" for m in marks)]) if marks else FAST, *args]
-    if not any(arg.startswith("--durations") for arg in args):
-        args = [f"--durations={SLOWEST}", *args]
     workers = environ.get(WORKERS, "auto").strip() or "auto"
     if workers != "0" and not _chooses_workers(args) and importlib.util.find_spec("xdist") is not None:
         # conftest.py puts the long kinds first; reordering groups by size would send them last.
