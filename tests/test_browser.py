@@ -28,9 +28,8 @@ ROOM_PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES if 
 ECHO_PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES if not HAS_ROOMS[name]]
 # The steps keep the article's consumer, which raises on bad input; final/ is hardened and answers differently.
 ARTICLE_PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES if name != "final"]
-HARDENED_PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES if name == "final"] or [
-    pytest.param(None, id="final", marks=pytest.mark.skip(reason="final/ needs a login: no test here"))
-]
+# final/ is hardened and answers differently; from step 09 on a page needs a login, so it is opened logged in.
+HARDENED_PAGES = [pytest.param(project, id=name) for name, project in chat_browser.pages() if name == "final"]
 CLOSED_LINE = re.compile(r"socket closed with code (\d{4}): (.+)")
 
 
@@ -192,9 +191,14 @@ def test_non_json_from_the_console_closes_the_socket_with_1011_and_says_why(proj
 
 @pytest.mark.browser
 @pytest.mark.parametrize("project", HARDENED_PAGES)
-def test_the_hardened_consumer_answers_bad_input_on_the_page_and_stays_open(project, shared_server, open_chat):
+def test_the_hardened_consumer_answers_bad_input_on_the_page_and_stays_open(project, shared_server, chromium, request):
     """final/ answers text that is not JSON with an error line on the page, and the socket keeps working."""
-    page = open_chat(shared_server(project).http_url)
+    from workbook.history_scene import ALICE
+    from workbook.users import create_demo_users
+
+    create_demo_users(project)
+    page = chat_browser.open_page(chromium, shared_server(project).http_url, login=ALICE)
+    request.addfinalizer(page.context.close)
     page.evaluate("chatSocket.send('not json')")
     page.locator("#log li.error").wait_for()
     [error] = log_lines(page, "error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -14,10 +15,12 @@ import pytest
 from conftest import need
 
 from workbook import WorkbookError, get_step
+from workbook.history_scene import ALICE
 from workbook.lan import admit
 from workbook.netns import Room, unavailable
 from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
+from workbook.users import create_demo_users
 
 # What a laptop does: open the page, then the websocket the page would open, with the page's own Origin.
 VISIT = """
@@ -34,6 +37,24 @@ result["handshake"] = asyncio.run(client.handshake_status(ws, origin=origin, qui
 if result["handshake"] == 101:
     result["echo"] = asyncio.run(client.echo(ws, "hello from a laptop", origin=origin, quiet=True))
 print(json.dumps(result))
+"""
+
+# The same from a laptop that logs in first (final/ refuses anonymous sockets); argv: url, origin, room, user, password.
+VISIT_AS = """
+import asyncio, json, sys, urllib.parse
+import websockets
+from workbook.login import login
+url, origin, room, user, password = sys.argv[1:6]
+headers = {"Origin": origin, "Cookie": f"sessionid={login(url, user, password)}"}
+ws_url = f"ws://{urllib.parse.urlsplit(url).netloc}/ws/chat/{room}/"
+async def main():
+    try:
+        async with websockets.connect(ws_url, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"message": "hello from a laptop"}))
+            return {"handshake": 101, "echo": json.loads(await ws.recv())}
+    except websockets.InvalidStatus as refused:
+        return {"handshake": refused.response.status_code}
+print(json.dumps(asyncio.run(main())))
 """
 
 # Two laptops in one chat room: the first waits for a message, the second sends one once the first has joined.
@@ -136,7 +157,8 @@ def test_two_laptops_share_a_room_of_step_6_served_on_the_ipv6_wildcard(room, se
 
 
 def test_final_admits_its_own_lan_origin_and_still_refuses_a_foreign_one(room, serve_in):
-    """final/ on 0.0.0.0 answers a laptop's page and websocket from its LAN origin, and 403 to a foreign origin."""
+    """final/ on 0.0.0.0 answers a logged-in laptop's page and websocket from its LAN origin, 403 from a foreign one."""
+    create_demo_users(get_step("final").path)
     port = free_port()
     runner = serve_in(room.server, sys.executable, "-m", "workbook", "run", "final", "--host", "0.0.0.0",
                       "--port", str(port), env={"DJANGO_ALLOWED_HOSTS": ""})
@@ -144,9 +166,18 @@ def test_final_admits_its_own_lan_origin_and_still_refuses_a_foreign_one(room, s
     wait_for_line(runner, rf"^workbook: other machines on this network can join at {re.escape(url)}")
     added = wait_for_line(runner, r"^workbook: the runner added (.*) to DJANGO_ALLOWED_HOSTS for this run only")
     assert room.server.address in added.group(1).split(", ")
-    own = visit(room.laptops[0], url)
-    assert own["page"] == 200 and own["handshake"] == 101 and own["echo"]["message"] == "hello from a laptop"
-    assert visit(room.laptops[0], url, origin="http://elsewhere.test")["handshake"] == 403
+    assert visit(room.laptops[0], url)["page"] == 200
+
+    def visit_as(origin: str) -> dict:
+        chat_room = f"lan-{secrets.token_hex(4)}"  # a new room: no history is replayed before the echo
+        seen = room.laptops[0].run(sys.executable, "-c", VISIT_AS, url, origin, chat_room, *ALICE, cwd=ROOT,
+                                   timeout=TIMEOUT * 2)
+        assert seen.returncode == 0, seen.stderr
+        return json.loads(seen.stdout)
+
+    own = visit_as(url.rstrip("/"))
+    assert own == {"handshake": 101, "echo": {"message": "hello from a laptop", "user": "alice"}}
+    assert visit_as("http://elsewhere.test") == {"handshake": 403}
 
 
 def test_without_host_a_laptop_cannot_reach_the_server(room, serve_in):
