@@ -161,8 +161,8 @@ def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, 
 # Step 10 done with one mistake: (file, what the snapshot says, what the learner wrote instead, the hint's words).
 HALF_HISTORY = {
     "sync-create": ("chat/consumers.py", "await Message.objects.acreate(", "Message.objects.create(",
-                    "await the async ORM instead: acreate"),
-    "lazy-user": ("chat/consumers.py", ".select_related('user')", "", "select_related('user') before reading"),
+                    "Await the async ORM: await Message.objects.acreate("),
+    "lazy-user": ("chat/consumers.py", ".select_related('user')", "", "select_related('user') for a foreign key you read"),
     "newest-first": ("chat/consumers.py", "in reversed(history)", "in history", "send them oldest first"),
     "no-migration": ("chat/migrations/0001_initial.py", None, None, "python manage.py makemigrations chat"),
 }

@@ -67,7 +67,7 @@ async def test_a_forged_sessionid_cookie_is_let_in_as_anonymous_on_a_fresh_clone
     """A handshake carrying a session key no server issued is accepted and echoes, never HTTP 500."""
     copy = clone_of(project)
     server = serve(copy, how=how)
-    if project.name == "final":
+    if copy.name == "final":
         # final/ chats only with a logged-in user: the anonymous handshake is refused, not answered with 500.
         with pytest.raises(InvalidStatus, match="HTTP 403"):
             await echo_with_cookie(server)

@@ -17,7 +17,7 @@ from workbook.registry import ROOT
 from workbook.server import TIMEOUT, free_port
 
 # What a temporary copy of the checkout needs for the preflight: the runner, the registry, step 4, the locks.
-COPIED = ["workbook", "steps/steps.toml", "steps/04-routing", "requirements", "uv.lock", "pyproject.toml"]
+COPIED = ["workbook", "steps/steps.toml", "steps/04-routing", "pitfalls/pitfalls.toml", "uv.lock", "pyproject.toml"]
 
 
 def mark(output: str, start: str) -> str:
@@ -28,9 +28,13 @@ def mark(output: str, start: str) -> str:
 
 
 def preflight(env: dict | None = None, cwd: Path = ROOT, python: str = sys.executable) -> subprocess.CompletedProcess:
-    """Run `python -m workbook preflight` on a free PORT (8000 may be another worktree's), with `env` added."""
+    """Run `python -m workbook preflight` on a free PORT (8000 may be another worktree's), with `env` added.
+
+    As typed at a prompt: without make's variables, which `make test` would pass down and which change the advice.
+    """
+    typed = {name: value for name, value in os.environ.items() if name not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
     return subprocess.run([python, "-m", "workbook", "preflight"], cwd=cwd, capture_output=True, text=True,
-                          timeout=TIMEOUT * 4, env={**os.environ, "PORT": str(free_port()), **(env or {})})
+                          timeout=TIMEOUT * 4, env={**typed, "PORT": str(free_port()), **(env or {})})
 
 
 @pytest.fixture

@@ -72,7 +72,9 @@ def test_the_range_is_the_same_in_pyproject_readme_makefile_lock_and_these_tests
     readme = (ROOT / "README.md").read_text()
     assert f"You need Python {low}–{high} and git" in readme
     assert set(re.findall(r"\b3\.\d+–3\.\d+\b", readme)) == {f"{low}–{high}"}
-    assert (ROOT / "Makefile").read_text().count(f"install Python {low}-{high},") == 2
+    makefile = (ROOT / "Makefile").read_text()
+    # Every target that needs a Python before .venv exists says which ones to install.
+    assert makefile.count(f"install Python {low}-{high},") == makefile.count("no python3 found") >= 2
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert sorted({*PYENV_PYTHONS, *DEBIAN_PYTHONS, running}, key=lambda v: int(v.split(".")[1])) == wanted
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
