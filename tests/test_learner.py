@@ -162,7 +162,8 @@ def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, 
 HALF_HISTORY = {
     "sync-create": ("chat/consumers.py", "await Message.objects.acreate(", "Message.objects.create(",
                     "Await the async ORM: await Message.objects.acreate("),
-    "lazy-user": ("chat/consumers.py", ".select_related('user')", "", "select_related('user') for a foreign key you read"),
+    "lazy-user": ("chat/consumers.py", ".select_related('user')", "",
+                  "select_related('user') for a foreign key you read"),
     "newest-first": ("chat/consumers.py", "in reversed(history)", "in history", "send them oldest first"),
     "no-migration": ("chat/migrations/0001_initial.py", None, None, "python manage.py makemigrations chat"),
 }
