@@ -89,6 +89,8 @@ def _git_status() -> str:
     return done.stdout
 
 
+# Both touch steps/04-routing/db.sqlite3 itself (one deletes it): they share a worker, so they never overlap.
+@pytest.mark.xdist_group("server-04-routing")
 def test_serving_every_stage_migrates_it_without_a_warning_and_leaves_git_status_as_it_was(serve):
     """Each step and final/ served by runserver prints no unapplied-migrations warning and adds nothing to git."""
     need(shutil.which("git") is not None and (ROOT / ".git").exists(), "git and a clone",
@@ -150,6 +152,8 @@ def test_workbook_migrate_0_leaves_the_database_alone(tmp_path):
     assert (set(STAMPS.glob("*.json")) if STAMPS.is_dir() else set()) == stamps
 
 
+# Both touch steps/04-routing/db.sqlite3 itself (one deletes it): they share a worker, so they never overlap.
+@pytest.mark.xdist_group("server-04-routing")
 def test_run_says_nothing_about_migrations_on_a_first_run(tmp_path):
     """`python -m workbook run 4` on an unmigrated step prints only the server's own lines, then echoes a cookie."""
     database = get_step(4).path / "db.sqlite3"
