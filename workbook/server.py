@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import WorkbookError, summarize_failure
 from .listen import connect_host, is_busy, listen_problem, try_bind
-from .project import asgi_target, overlay_env, settings_module  # noqa: F401 (the last two: for importers not yet moved)
+from .project import asgi_target
 from .registry import ROOT, Step
 from .state import STATE_DIR, TIMEOUT, shown
 from .venv import in_venv, venv_python
