@@ -67,8 +67,11 @@ def notebook_client(path: Path, timeout: float = CELL_TIMEOUT):
     # nbclient looks the kernelspec up in this process.
     os.environ["JUPYTER_PATH"] = jupyter_env()["JUPYTER_PATH"]
     notebook = nbformat.read(path, as_version=4)
+    # The kernel flushes a busy cell's prints in pieces, so one printed line can arrive as two stream outputs;
+    # merged, each cell keeps its lines whole, as Jupyter's own page shows them.
     return NotebookClient(
         notebook, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(NOTEBOOKS)}},
+        coalesce_streams=True,
     )
 
 
