@@ -312,3 +312,13 @@ def test_notebook_command_serves_the_stage_notebook_with_the_venv_kernel(tmp_pat
         else:
             os.killpg(lab.pid, signal.SIGTERM)
         lab.wait(TIMEOUT)
+
+
+async def test_a_line_printed_in_two_flushes_stays_one_line(tmp_path):
+    """The runner's notebook client merges a cell's stream pieces, so a line the kernel flushed twice reads whole."""
+    path = tmp_path / "pieces.ipynb"
+    cell = nbformat.v4.new_code_cell("import sys\nsys.stdout.write('half')\nsys.stdout.flush()\nprint(' and whole')")
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    async with kernel(path, tmp_path / "servers.jsonl") as client:
+        await run_cells(client)
+    assert [(out["output_type"], out["text"]) for out in client.nb.cells[0].outputs] == [("stream", "half and whole\n")]
