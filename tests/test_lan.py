@@ -15,11 +15,11 @@ import pytest
 from conftest import need
 
 from workbook import WorkbookError, get_step
+from workbook.classroom.lan import admit
+from workbook.classroom.netns import Room, unavailable
 from workbook.history_scene import ALICE
-from workbook.lan import admit
-from workbook.netns import Room, unavailable
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, free_port
 from workbook.users import create_demo_users
 
 # What a laptop does: open the page, then the websocket the page would open, with the page's own Origin.

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import venv
+from .environment import venv
 from .errors import WorkbookError
 
 DEV_COMMANDS = {"test", "lint"}
@@ -20,7 +20,10 @@ CORE_COMMANDS = {"list", "run", "diff", "scope", "stop", "setup", "test", "lint"
 LINTED = ("workbook", "tests", "bench")  # what `make lint` checks with ruff
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
-COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "wheelhouse")
+COMMAND_MODULES = (
+    "notebooks.kernel", "browser", "doctor.command", "learner.workspace", "maintainer.bench", "servers.redis", "users",
+    "environment.wheelhouse",
+)
 
 
 def _command_modules():
@@ -32,7 +35,7 @@ def _command_modules():
 
 
 # The troubleshooting page from the failure catalogue, and the class's room with its terminal client.
-COMMAND_MODULES += ("troubleshooting", "room", "chat")
+COMMAND_MODULES += ("doctor.troubleshooting", "classroom.room", "classroom.chat")
 
 
 def _retry_hint(target: str, port: int) -> str:
@@ -42,7 +45,7 @@ def _retry_hint(target: str, port: int) -> str:
 
 
 # The instructor's agendas and the day-before preflight.
-COMMAND_MODULES += ("agenda", "preflight")
+COMMAND_MODULES += ("classroom.agenda", "classroom.preflight")
 
 
 def steps_table() -> str:
@@ -77,17 +80,17 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .follow import follow
-    from .listen import connect_host, given, is_busy, listen_problem, read_host, read_port, try_bind
     from .registry import get_step
-    from .server import Server, busy_message
-    from .stopping import stop_on_signals
+    from .servers.follow import follow
+    from .servers.listen import connect_host, given, is_busy, listen_problem, read_host, read_port, try_bind
+    from .servers.server import Server, busy_message
+    from .servers.stopping import stop_on_signals
 
     where = given("HOST", args.host), given("PORT", args.port)
     host, port = read_host(where[0]), read_port(where[1])
 
     if args.step == "workspace":
-        from .learner import workspace_target
+        from .learner.workspace import workspace_target
 
         project, label, target = workspace_target()
     else:
@@ -101,10 +104,10 @@ def cmd_run(args) -> int:
         if not is_busy(problem):
             raise WorkbookError(listen_problem(problem, *where))
         raise WorkbookError(busy_message(port, target, _retry_hint(target, port)))
-    from .redis import check_redis_url
+    from .servers.redis import check_redis_url
 
     check_redis_url(getattr(project, "path", project))
-    from .lan import admit, host_header
+    from .classroom.lan import admit, host_header
 
     # Listening beyond loopback: the runner admits this machine's addresses, or other machines get HTTP 400.
     admitted = admit(host, getattr(project, "path", project))
@@ -132,7 +135,7 @@ def cmd_run(args) -> int:
             time.sleep(0.2)
         stop_following.set()
         follower.join()
-        from .server import summarize_failure
+        from .servers.server import summarize_failure
 
         raise WorkbookError(f"the server of {label} stopped: {summarize_failure(server.log_text())}")
     except KeyboardInterrupt:
@@ -155,7 +158,7 @@ def cmd_diff(args) -> int:
     if old is None:
         raise WorkbookError("step 0 is the baseline: there is nothing before it to compare with")
     if args.projector:
-        from .diff_html import cmd_projector
+        from .classroom.diff_html import cmd_projector
 
         return cmd_projector(old, new, args)
     if args.html:
@@ -170,7 +173,7 @@ def cmd_diff(args) -> int:
 
 
 def cmd_scope(args) -> int:
-    from .inprocess import drive
+    from .communicator import drive
     from .registry import get_step
 
     step = get_step(args.step)
@@ -183,7 +186,7 @@ def cmd_scope(args) -> int:
 def cmd_stop(args) -> int:
     import json
 
-    from .server import STATE_DIR, _pid_alive, interrupt_guard
+    from .servers.server import STATE_DIR, _pid_alive, interrupt_guard
 
     stopped = 0
     for state_file in sorted((STATE_DIR / "run").glob("*.json")):
@@ -207,7 +210,7 @@ def cmd_setup(args) -> int:
 
 
 def cmd_test(args) -> int:
-    from .testrun import pytest_args, with_durations
+    from .maintainer.testrun import pytest_args, with_durations
 
     given = with_durations(pytest_args(args.pytest_args))
     return subprocess.call([sys.executable, "-m", "pytest", *given], cwd=venv.ROOT)
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["preflight"]:
             # Before the virtualenv, on purpose: a laptop without one gets its ✘ line, not a set-up.
-            from .preflight import main as preflight
+            from .classroom.preflight import main as preflight
 
             return preflight(argv[1:])
         if not venv.in_venv():
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _bare_setup(argv[1:])
             return _reexec_in_venv(argv)
         if argv[:1] == ["test"] and {"--latest", "--record"} & set(argv[1:]):
-            from .latest import main as check_stack
+            from .maintainer.latest import main as check_stack
 
             return check_stack(argv[1:])
         core = argv[:1] and argv[0] in CORE_COMMANDS
