@@ -15,7 +15,8 @@ import pytest
 
 from workbook import Server, load_steps
 from workbook.registry import ROOT
-from workbook.servers.server import TIMEOUT, group_alive
+from workbook.servers.process import group_alive
+from workbook.servers.server import TIMEOUT
 
 STEPS = load_steps()
 # Process groups of every server a test started; none may be alive when the session ends.

@@ -18,7 +18,8 @@ from conftest import STARTED_GROUPS
 from workbook import Server, get_step
 from workbook.diffs import colour, unified
 from workbook.registry import ROOT
-from workbook.servers.server import TIMEOUT, interrupt_guard, port_is_free
+from workbook.servers.process import interrupt_guard
+from workbook.servers.server import TIMEOUT, port_is_free
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

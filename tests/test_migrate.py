@@ -23,7 +23,8 @@ from workbook.doctor.probe import STALE_COOKIE
 from workbook.errors import WorkbookError
 from workbook.registry import ROOT, project_files
 from workbook.servers.migrate import STAMPS, migrate_if_needed
-from workbook.servers.server import TIMEOUT, Server, free_port, group_alive
+from workbook.servers.process import group_alive
+from workbook.servers.server import TIMEOUT, Server, free_port
 
 FINAL = pytest.param(ROOT / "final", id="final")
 SESSION_KEY = STALE_COOKIE.partition("=")[2]

@@ -9,8 +9,8 @@ _EXPORTS = {
     "get_step": "registry",
     "load_steps": "registry",
     "Server": "servers.server",
-    "free_port": "servers.server",
-    "port_is_free": "servers.server",
+    "free_port": "servers.ports",
+    "port_is_free": "servers.ports",
     "start": "servers.server",
     "client": None,
 }

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .errors import WorkbookError
 from .registry import ROOT, load_steps
-from .servers.server import TIMEOUT
+from .state import TIMEOUT
 
 DEV_COMMANDS = {"screenshots"}
 FLAGS = [

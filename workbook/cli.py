@@ -8,8 +8,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from .environment import venv
@@ -36,12 +34,6 @@ def _command_modules():
 
 # The troubleshooting page from the failure catalogue, and the class's room with its terminal client.
 COMMAND_MODULES += ("doctor.troubleshooting", "classroom.room", "classroom.chat")
-
-
-def _retry_hint(target: str, port: int) -> str:
-    if os.environ.get("MAKELEVEL"):
-        return f"PORT={port + 1} make {target} run"
-    return f"python -m workbook run {target.removeprefix('step-')} --port {port + 1}"
 
 
 # The instructor's agendas and the day-before preflight.
@@ -80,73 +72,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .registry import get_step
-    from .servers.follow import follow
-    from .servers.listen import connect_host, given, is_busy, listen_problem, read_host, read_port, try_bind
-    from .servers.server import Server, busy_message
-    from .servers.stopping import stop_on_signals
+    from .servers.run import cmd_run as run
 
-    where = given("HOST", args.host), given("PORT", args.port)
-    host, port = read_host(where[0]), read_port(where[1])
-
-    if args.step == "workspace":
-        from .learner.workspace import workspace_target
-
-        project, label, target = workspace_target()
-    else:
-        step = get_step(args.step)
-        if step.number == 0:
-            raise WorkbookError("step 0 is the bare startproject baseline: run step 1 or later")
-        target = "final" if step.id == "final" else f"step-{step.number}"
-        project, label = step, step.label
-    problem = try_bind(host, port)
-    if problem is not None:
-        if not is_busy(problem):
-            raise WorkbookError(listen_problem(problem, *where))
-        raise WorkbookError(busy_message(port, target, _retry_hint(target, port)))
-    from .servers.redis import check_redis_url
-
-    check_redis_url(getattr(project, "path", project))
-    from .classroom.lan import admit, host_header
-
-    # Listening beyond loopback: the runner admits this machine's addresses, or other machines get HTTP 400.
-    admitted = admit(host, getattr(project, "path", project))
-    # The final project is served the way it ships, by the daphne CLI; the steps by runserver, which reloads.
-    how = args.server or ("daphne" if target == "final" else "runserver")
-    server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=admitted and admitted.env,
-                    trace=args.trace)
-    stop_following = threading.Event()
-    follower = threading.Thread(target=follow, args=(server.log_path, stop_following), daemon=True)
-    # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
-    stop_on_signals()
-    try:
-        follower.start()
-        server.start()
-        here = f"{host_header(connect_host(host))}:{port}"
-        print(f"workbook: {label} is up on http://{here}/ (websocket: ws://{here}/ws/chat/). Ctrl-C stops it.",
-              flush=True)
-        if admitted:
-            print(*admitted.announcement(port), sep="\n", flush=True)
-        if args.trace:
-            overlay = " (Django's banner says settings 'workbook.overlay': your settings, serving through the trace)"
-            print("workbook: tracing websocket events: `→ app` the application receives, `app →` it sends, "
-                  f"`app ✘` it raised{overlay if how == 'runserver' else ''}.", flush=True)
-        while server.running:
-            time.sleep(0.2)
-        stop_following.set()
-        follower.join()
-        from .servers.server import summarize_failure
-
-        raise WorkbookError(f"the server of {label} stopped: {summarize_failure(server.log_text())}")
-    except KeyboardInterrupt:
-        server.stop()
-        stop_following.set()
-        follower.join()
-        print(f"\nworkbook: stopped {label}.", flush=True)
-        return 0
-    finally:
-        server.stop()
-        stop_following.set()
+    return run(args)
 
 
 def cmd_diff(args) -> int:
@@ -186,7 +114,9 @@ def cmd_scope(args) -> int:
 def cmd_stop(args) -> int:
     import json
 
-    from .servers.server import STATE_DIR, _pid_alive, interrupt_guard
+    from .servers.ports import pid_alive
+    from .servers.process import interrupt_guard
+    from .state import STATE_DIR
 
     stopped = 0
     for state_file in sorted((STATE_DIR / "run").glob("*.json")):
@@ -194,7 +124,7 @@ def cmd_stop(args) -> int:
             continue
         state = json.loads(state_file.read_text())
         pid = state.get("pid", -1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             interrupt_guard(pid)
             print(f"workbook: stopped {state.get('label')} on port {state_file.stem}")
             stopped += 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import WorkbookError
 from .registry import ROOT, Step
-from .servers.server import TIMEOUT
+from .state import TIMEOUT
 
 
 def drive(project: Step | Path, messages: list[str] = (), path: str = "/ws/chat/") -> dict:

@@ -92,7 +92,7 @@ def check_port() -> Line:
         return Line("fail", listen_problem(problem, "127.0.0.1", port_given))
     holder = None
     try:
-        from ..servers.server import who_holds
+        from ..servers.ports import who_holds
 
         holder = who_holds(port)
     except ImportError:  # Python 3.10 without the virtualenv has no tomli for the registry

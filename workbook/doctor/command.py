@@ -82,7 +82,7 @@ def load_facts(project: Path, module: str, paths: list[str], python: str | None 
 
 def examine(project: Path | str, port: int | None = None, python: str | None = None) -> list[Finding]:
     """Inspect a Django project directory; return what is wrong or worth knowing."""
-    from ..servers.server import port_is_free, who_holds
+    from ..servers.ports import port_is_free, who_holds
 
     project = Path(project).resolve()
     if not project.is_dir():

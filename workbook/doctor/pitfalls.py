@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -148,12 +147,9 @@ def cmd_pitfall(args) -> int:
     if args.action == "make":
         print(materialise(pitfall, Path(args.dir) if args.dir else None))
         return 0
-    import threading
-
-    from ..servers.follow import follow
+    from ..servers.foreground import foreground
     from ..servers.listen import given, read_port
     from ..servers.server import Server
-    from ..servers.stopping import stop_on_signals
 
     args.port = read_port(given("PORT", args.port))
     project = materialise(pitfall)
@@ -165,24 +161,12 @@ def cmd_pitfall(args) -> int:
         server = HttpsServer(project, port=args.port, label=label, env=pitfall.env)
     else:
         server = Server(project, how=pitfall.server, port=args.port, label=label, env=pitfall.env)
-    # A plain `kill` ends the run as cleanly as Ctrl-C: the temp copy goes too.
-    stop_on_signals()
-    stop = threading.Event()
-    follower = threading.Thread(target=follow, args=(server.log_path, stop), daemon=True)
-    follower.start()
     try:
-        server.start()
-        print(f"workbook: {server.http_url} (websocket: {server.ws_url()})", flush=True)
-        while server.running:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+        # A plain `kill` ends the run as cleanly as Ctrl-C: the temp copy goes too.
+        return foreground(server, lambda: [f"workbook: {server.http_url} (websocket: {server.ws_url()})"],
+                          stopped=None, died=None)
     finally:
-        server.stop()
-        stop.set()
-        follower.join()
         shutil.rmtree(project.parent, ignore_errors=True)
-    return 0
 
 
 def add_commands(sub) -> None:

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
+from ..project import asgi_target
 from ..registry import ROOT
-from ..servers.server import TIMEOUT, Server, asgi_target
+from ..servers.server import Server
+from ..state import TIMEOUT
 
 HELLO = json.dumps({"message": "hello"})
 QUICK = min(TIMEOUT, 10)  # how long to wait for something that normally comes at once

@@ -10,7 +10,7 @@ import subprocess
 from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
 from ..login import cookie_header, login
-from ..servers.server import TIMEOUT
+from ..state import TIMEOUT
 from .check_base import QUICK, Failed, Run, check
 
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}

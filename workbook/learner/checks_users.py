@@ -11,7 +11,7 @@ import urllib.request
 from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
 from ..login import LOGIN_PATH, cookie_header, login
-from ..servers.server import TIMEOUT
+from ..state import TIMEOUT
 from .check_base import QUICK, Failed, Run, check
 
 ALICE = ("alice", "alice-password")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import WorkbookError
 from ..registry import ROOT, get_step, load_steps
-from ..servers.server import STATE_DIR
+from ..state import STATE_DIR
 
 NOTEBOOKS = ROOT / "notebooks"
 START_HERE = NOTEBOOKS / "00-start-here.ipynb"

@@ -21,7 +21,9 @@ from textwrap import dedent
 from ..errors import WorkbookError
 from ..servers.logs import fold_scopes, fold_tracebacks
 from ..registry import Step, get_step, previous
-from ..servers.server import TIMEOUT, Server, port_is_free
+from ..servers.ports import port_is_free
+from ..servers.server import Server
+from ..state import TIMEOUT
 from ..environment.venv import venv_python
 
 DEV_COMMANDS = {"lab", "notebook", "notebooks-html"}
@@ -90,9 +92,8 @@ class AppServer(Server):
     def command(self) -> list[str]:
         return [sys.executable, "-m", "daphne", "-b", self.host, "-p", str(self.port), self.target]
 
-    def start(self, timeout: float = TIMEOUT) -> AppServer:
-        # Not a Django project: no manage.py to look for.
-        return self if self.running else self._start_once(timeout)
+    def prepare(self) -> None:
+        """Nothing to check or migrate: not a Django project."""
 
 
 def serve_app(target: str) -> AppServer:

@@ -15,6 +15,8 @@ import sys
 import time
 
 POLL = 0.25
+# How long a server may take to end after a Ctrl-C before the guard kills its group.
+GRACE = 2.0
 
 
 # psutil is imported in each function, first after the server has been started: its import is not on the way to a
@@ -72,7 +74,7 @@ def main(argv: list[str]) -> int:
                 signal.signal(sig, signal.SIG_IGN)
             os.killpg(0, signum)
         # Leave only once the whole tree has gone, so that our own exit means the port is free.
-        _, lingering = psutil.wait_procs(tree, timeout=5)
+        _, lingering = psutil.wait_procs(tree, timeout=GRACE)
         if lingering and os.name != "nt":
             os.killpg(0, signal.SIGKILL)
         kill(lingering)

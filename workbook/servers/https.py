@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from .guard import GRACE
 from .server import Server
 
 
@@ -48,7 +49,7 @@ class HttpsServer(Server):
         endpoint = f"ssl:{self.port}:privateKey={key}:certKey={cert}:interface={self.host}"
         return [python, "-m", "daphne", "-e", endpoint, target]
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self, timeout: float = GRACE) -> None:
         """Stop the server, then delete its throwaway certificate."""
         super().stop(timeout)
         shutil.rmtree(self.tls_dir, ignore_errors=True)

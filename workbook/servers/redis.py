@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import WorkbookError
-from .server import STATE_DIR, TIMEOUT, free_port, port_is_free, spawn_guarded, stop_guarded
+from ..state import STATE_DIR
+from .guard import GRACE
+from .ports import free_port, port_is_free
+from .process import GuardedProcess
 
 GET_REDIS = (
     "install one (Debian/Ubuntu: sudo apt install redis-server; macOS: brew install redis; "
@@ -34,25 +36,20 @@ def ping(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(GuardedProcess):
     """One `redis-server` process without persistence: `with RedisServer() as redis: redis.url`."""
 
+    how = "redis"
+    appends_log = True
+
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: Path | None = None):
-        self.host, self.port = host, port or free_port(host)
-        self.log_path = log_path or STATE_DIR / "logs" / f"redis-{self.port}.log"
-        self.process: subprocess.Popen | None = None
+        port = port or free_port(host)
+        super().__init__(host=host, port=port, label="redis",
+                         log_path=log_path or STATE_DIR / "logs" / f"redis-{port}.log")
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
         """Return the command line: no RDB snapshots, no append-only file, no config file."""
@@ -64,36 +61,25 @@ class RedisServer:
             "--dir", str(self.log_path.parent), "--dbfilename", f"redis-{self.port}.rdb",
         ]
 
-    def start(self, timeout: float = TIMEOUT) -> RedisServer:
-        """Start redis-server and return once it answers PING."""
-        if self.running:
-            return self
-        if not port_is_free(self.port, self.host):
-            raise WorkbookError(f"port {self.port} is busy: stop what runs there, or choose another port")
-        self.process = spawn_guarded(self.command(), self.log_path, append=True)
+    def answers(self) -> bool:
+        return ping(self.host, self.port)
+
+    def busy(self) -> str:
+        return f"port {self.port} is busy: stop what runs there, or choose another port"
+
+    def exited(self) -> str:
+        return f"redis-server did not answer on port {self.port}: read {self.log_path}"
+
+    def silent(self, timeout: float) -> str:
+        return self.exited()
+
+    def stop(self, timeout: float = GRACE) -> None:
+        """Stop redis-server (by its PID, with its guard) and wait until its port is free."""
+        started = self.process is not None
+        super().stop(timeout)
         deadline = time.monotonic() + timeout
-        while not ping(self.host, self.port):
-            if not self.running or time.monotonic() > deadline:
-                self.stop()
-                raise WorkbookError(f"redis-server did not answer on port {self.port}: read {self.log_path}")
+        while started and not port_is_free(self.port, self.host) and time.monotonic() < deadline:
             time.sleep(0.05)
-        return self
-
-    def stop(self, timeout: float = 10) -> None:
-        """Stop redis-server (by its PID, with its guard) and wait until it has exited."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        stop_guarded(process, timeout)
-        deadline = time.monotonic() + timeout
-        while not port_is_free(self.port, self.host) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def uses_redis_url(project: Path) -> bool:
@@ -123,19 +109,16 @@ def cmd_redis(args) -> int:
             f"port {args.port} is busy (is a Redis already running there?): use it, or run "
             f"`python -m workbook redis --port {args.port + 1}`"
         )
-    from .stopping import stop_on_signals
+    from .foreground import foreground
 
-    stop_on_signals()
-    with RedisServer(port=args.port) as redis:
-        print(f"workbook: Redis is up. In another terminal: REDIS_URL={redis.url} make step-7 run  (Ctrl-C stops it)",
-              flush=True)
-        try:
-            while redis.running:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            print("\nworkbook: stopped Redis.", flush=True)
-            return 0
-    raise WorkbookError(f"redis-server stopped by itself: read {redis.log_path}")
+    redis = RedisServer(port=args.port)
+    return foreground(
+        redis,
+        up=lambda: [f"workbook: Redis is up. In another terminal: REDIS_URL={redis.url} make step-7 run  "
+                    "(Ctrl-C stops it)"],
+        stopped="workbook: stopped Redis.",
+        died=lambda: f"redis-server stopped by itself: read {redis.log_path}",
+    )
 
 
 def add_commands(sub) -> None:
