@@ -129,7 +129,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_import_walk_sees_imports_made_through_importlib():
     """The walk follows cli's importlib loop over COMMAND_MODULES, so it would see a cycle hidden there."""
     graph = import_graph()
-    loaded = {"workbook.doctor.command", "workbook.notebooks.kernel", "workbook.learner.workspace"}
+    loaded = {"workbook.doctor.command", "workbook.notebooks.jupyter", "workbook.learner.commands"}
     assert loaded <= graph["workbook.cli"]
     assert "workbook.doctor.pitfalls" in graph["workbook.doctor.command"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from .environment import venv
+from .environment.reexec import bare_setup, reexec_in_venv
 from .errors import WorkbookError
 
 DEV_COMMANDS = {"test", "lint"}
@@ -19,7 +19,7 @@ LINTED = ("workbook", "tests", "bench")  # what `make lint` checks with ruff
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
 COMMAND_MODULES = (
-    "notebooks.kernel", "browser", "doctor.command", "learner.workspace", "maintainer.bench", "servers.redis", "users",
+    "notebooks.jupyter", "browser", "doctor.command", "learner.commands", "maintainer.bench", "servers.redis", "users",
     "environment.wheelhouse",
 )
 
@@ -40,25 +40,8 @@ COMMAND_MODULES += ("doctor.troubleshooting", "classroom.room", "classroom.chat"
 COMMAND_MODULES += ("classroom.agenda", "classroom.preflight")
 
 
-def steps_table() -> str:
-    """Render the step table the README shows, straight from the registry."""
-    from .registry import load_steps
-
-    rows = [
-        "| Step | Title | The one idea | Notebook | Minutes (teach + do) |",
-        "|---:|---|---|---|---|",
-    ]
-    for step in load_steps():
-        notebook = step.notebook.relative_to(venv.ROOT).as_posix()
-        rows.append(
-            f"| {step.number} | [{step.title}](steps/{step.id}/STEP.md) | {step.goal} "
-            f"| [{step.id}]({notebook}) | {step.teach} + {step.exercise} |"
-        )
-    return "\n".join(rows)
-
-
 def cmd_list(args) -> int:
-    from .registry import load_steps
+    from .registry import load_steps, steps_table
 
     if args.markdown:
         print(steps_table())
@@ -218,29 +201,6 @@ def _dev_commands() -> set[str]:
     return DEV_COMMANDS | extra
 
 
-def _reexec_in_venv(argv: list[str]) -> int:
-    """Run this same command with the virtualenv's python, creating the virtualenv first if needed."""
-    python = venv.ensure("base")
-    cmd = [str(python), "-m", "workbook", *argv]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(venv.ROOT), os.environ.get("PYTHONPATH")]))}
-    if os.name != "nt":
-        os.execve(str(python), cmd, env)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 130
-
-
-def _bare_setup(argv: list[str]) -> int:
-    """`setup` from a Python outside the virtualenv: standard library only."""
-    parser = argparse.ArgumentParser(prog="python -m workbook setup")
-    parser.add_argument("--dev", action="store_true")
-    parser.add_argument("--wheelhouse")
-    args = parser.parse_args(argv)
-    venv.ensure("dev" if args.dev else "base", wheelhouse=args.wheelhouse)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -252,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if not venv.in_venv():
             # Outside .venv only the standard library is safe: set up, then run again inside it.
             if argv[:1] == ["setup"]:
-                return _bare_setup(argv[1:])
-            return _reexec_in_venv(argv)
+                return bare_setup(argv[1:])
+            return reexec_in_venv(argv)
         if argv[:1] == ["test"] and {"--latest", "--record"} & set(argv[1:]):
             from .maintainer.latest import main as check_stack
 

@@ -2,7 +2,8 @@
 
 `python -m workbook preflight` (make preflight) runs before and without the virtualenv: standard library only at
 import time, so a laptop with no .venv/ still gets its lines. With a ready .venv/ it runs again inside it, where it
-serves step 4 for real through the runner and echoes a message over a websocket.
+serves step 4 for real through the runner and echoes a message over a websocket. It stays one module of
+about 260 lines on purpose: all it may import before .venv/ exists is in plain sight in one file.
 """
 
 from __future__ import annotations

@@ -15,19 +15,9 @@ from pathlib import Path
 
 from ..errors import WorkbookError
 from ..registry import ROOT
-from .rules import (
-    Finding,
-    async_findings,
-    database_findings,
-    load_findings,
-    page_findings,
-    page_scripts,
-    routing_findings,
-    settings_findings,
-    socket_facts,
-    text_findings,
-    websocket_code,
-)
+from .pages import page_findings, page_scripts, socket_facts
+from .routing import routing_findings, websocket_code
+from .rules import Finding, async_findings, database_findings, load_findings, settings_findings, text_findings
 
 
 def settings_module(project: Path) -> str:

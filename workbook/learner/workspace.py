@@ -38,7 +38,7 @@ def _shown(path: Path) -> str:
         return f"{path}/"
 
 
-def _cmd(make: str, python: str) -> str:
+def how_to(make: str, python: str) -> str:
     """Say a command the way the learner is working: through make, or with python directly."""
     return f"`make {make}`" if os.environ.get("MAKELEVEL") else f"`python -m workbook {python}`"
 
@@ -59,7 +59,7 @@ def current_step(ws: Path | None = None) -> Step:
     ws = ws or workspace()
     state = read_state(ws)
     if state is None:
-        raise WorkbookError(f"{_shown(ws)} holds no step yet: start one with {_cmd('step-1 start', 'start 1')}")
+        raise WorkbookError(f"{_shown(ws)} holds no step yet: start one with {how_to('step-1 start', 'start 1')}")
     return get_step(state["step"])
 
 
@@ -67,7 +67,7 @@ def workspace_target() -> tuple[Path, str, str]:
     """Return what `run workspace` serves: the directory, its label, and its make target."""
     ws = workspace()
     if not (ws / "manage.py").exists():
-        raise WorkbookError(f"{_shown(ws)} holds no project yet: start a step with {_cmd('step-1 start', 'start 1')}")
+        raise WorkbookError(f"{_shown(ws)} holds no project yet: start a step with {how_to('step-1 start', 'start 1')}")
     state = read_state(ws)
     label = f"your workspace (step {state['step']})" if state else "your workspace"
     return ws, label, "workspace"
@@ -123,10 +123,10 @@ def start(number: int | str, replace: bool = False) -> str:
     kept = ""
     if holds_work(ws):
         if not replace:
-            again = _cmd(f"step-{step.number} start REPLACE=1", f"start {step.number} --replace")
+            again = how_to(f"step-{step.number} start REPLACE=1", f"start {step.number} --replace")
             raise WorkbookError(
                 f"{_shown(ws)} holds your work: {again} replaces it and keeps a backup in "
-                f"{_shown(backups_dir(ws))}, or {_cmd('check', 'check')} checks it as it is"
+                f"{_shown(backups_dir(ws))}, or {how_to('check', 'check')} checks it as it is"
             )
         kept = f" (your previous work is in {_shown(backup(ws))})"
     _fill(ws, step)
@@ -152,7 +152,7 @@ def next_hint() -> str:
         return f"{step.label} has no hints: its STEP.md ({step.path.name}/STEP.md) walks through it."
     if shown >= len(step.hints):
         return (f"that was the last of {len(step.hints)} hints for {step.label}: "
-                f"{_cmd('solution', 'solution')} shows the answer as a diff.")
+                f"{how_to('solution', 'solution')} shows the answer as a diff.")
     _write_state(ws, {**state, "hints": shown + 1})
     return f"hint {shown + 1}/{len(step.hints)} for {step.label}: {step.hints[shown]}"
 
@@ -186,7 +186,7 @@ def check(number: int | str | None = None, project: Path | None = None) -> int:
     step = get_step(number) if number not in (None, "") else current_step(ws)
     if not (ws / "manage.py").exists():
         raise WorkbookError(f"{_shown(ws)} holds no project: start one with "
-                            f"{_cmd(f'step-{step.number} start', f'start {step.number}')}")
+                            f"{how_to(f'step-{step.number} start', f'start {step.number}')}")
     marks = _marks()
     print(f"Checking {_shown(ws)} against {step.label}", flush=True)
 
@@ -205,62 +205,10 @@ def check(number: int | str | None = None, project: Path | None = None) -> int:
         following = step.number + 1
         try:
             get_step(following)
-            after = f" Next: {_cmd(f'step-{following} start REPLACE=1', f'start {following} --replace')}."
+            after = f" Next: {how_to(f'step-{following} start REPLACE=1', f'start {following} --replace')}."
         except WorkbookError:
             after = " That was the last step."
         print(f"All {len(results)} checks pass: {step.label} is done.{after}")
         return 0
-    print(f"{passed} of {len(results)} checks pass. Stuck? {_cmd('hint', 'hint')} gives a hint.")
+    print(f"{passed} of {len(results)} checks pass. Stuck? {how_to('hint', 'hint')} gives a hint.")
     return 1
-
-
-# --- command line ---------------------------------------------------------------------------------------
-def _cmd_start(args) -> int:
-    print(f"workbook: {start(args.step, replace=args.replace)}")
-    step = get_step(args.step)
-    print(f"  read  steps/{step.id}/STEP.md (and notebooks/{step.id}.ipynb)")
-    print(f"  then  {_cmd('check', 'check')} · {_cmd('hint', 'hint')} · {_cmd('workspace run', 'run workspace')}"
-          f" · {_cmd('solution', 'solution')} · {_cmd('reset', 'reset')}")
-    return 0
-
-
-def _cmd_check(args) -> int:
-    return check(args.step)
-
-
-def _cmd_hint(args) -> int:
-    print(next_hint())
-    return 0
-
-
-def _cmd_solution(args) -> int:
-    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    sys.stdout.write(solution(color=color))
-    return 0
-
-
-def _cmd_reset(args) -> int:
-    print(f"workbook: {reset()}")
-    return 0
-
-
-def add_commands(sub) -> None:
-    """Add start, check, hint, solution and reset to the workbook's command line."""
-    start_parser = sub.add_parser("start", help="start building step N yourself in workspace/")
-    start_parser.add_argument("step", help="step number, e.g. 4")
-    start_parser.add_argument("--replace", action="store_true", help="replace work in workspace/ (backed up first)")
-    start_parser.set_defaults(func=_cmd_start)
-
-    check_parser = sub.add_parser("check", help="check workspace/ against its step (or step N)")
-    check_parser.add_argument("step", nargs="?", help="step number; the started step when left out")
-    check_parser.set_defaults(func=_cmd_check)
-
-    sub.add_parser("hint", help="show the next hint for the step in workspace/").set_defaults(func=_cmd_hint)
-
-    solution_parser = sub.add_parser("solution", help="show the diff from workspace/ to the step's snapshot")
-    solution_parser.add_argument("--color", choices=["auto", "always", "never"], default="auto")
-    solution_parser.set_defaults(func=_cmd_solution)
-
-    sub.add_parser("reset", help="put workspace/ back to the start of its step (keeps a backup)").set_defaults(
-        func=_cmd_reset
-    )

@@ -19,6 +19,8 @@ JUPYTER_DIR = STATE_DIR / "jupyter"
 KERNEL = "python3"
 # Per cell: a cell starts at most one server and talks to it, so this is generous.
 CELL_TIMEOUT = float(os.environ.get("WORKBOOK_CELL_TIMEOUT", "120"))
+# The commands below need the dev virtualenv (Jupyter is in the dev group).
+DEV_COMMANDS = {"lab", "notebook", "notebooks-html"}
 
 
 def notebooks() -> list[Path]:
@@ -154,3 +156,19 @@ def cmd_notebook(args) -> int:
 
 def cmd_html(args) -> int:
     return export_html(Path(args.out))
+
+
+# --- command line ----------------------------------------------------------------
+def add_commands(sub) -> None:
+    """Add `lab`, `notebook N` and `notebooks-html` to the command line (Jupyter is imported only when run)."""
+    port = int(os.environ.get("JUPYTER_PORT") or 8888)
+    lab = sub.add_parser("lab", help="open JupyterLab on notebooks/, with the project's .venv as kernel")
+    notebook = sub.add_parser("notebook", help="open a stage's notebook in JupyterLab: `notebook 3`")
+    notebook.add_argument("step", nargs="?", help="step number, e.g. 3 (the start-here notebook when left out)")
+    for command, func in ((lab, cmd_lab), (notebook, cmd_notebook)):
+        command.add_argument("--port", type=int, default=port, help="JupyterLab's port (default 8888)")
+        command.add_argument("--no-browser", action="store_true", help="print the URL instead of opening it")
+        command.set_defaults(func=func)
+    html = sub.add_parser("notebooks-html", help="execute every notebook and write HTML copies for offline reading")
+    html.add_argument("--out", default=str(ROOT / "build" / "notebooks"), help="where (default build/notebooks/)")
+    html.set_defaults(func=cmd_html)

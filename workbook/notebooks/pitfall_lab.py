@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import WorkbookError
-from .kernel import record
 from ..doctor.pitfalls import describe, get_pitfall, load_pitfalls, materialise
+from ..errors import WorkbookError
 from ..registry import ROOT
 from ..servers.server import Server
+from .kernel import record
 
 _running: list[Server] = []
 _projects: dict[str, Path] = {}  # slug -> its broken copy, made once per kernel
