@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import STEPS, need
 
-from workbook.checks import checks_for, run_checks
-from workbook.diagnose import from_traceback, hint_for, syntax_errors
+from workbook.doctor.hints import from_traceback, hint_for, syntax_errors
+from workbook.learner.checks import checks_for, run_checks
 
 CASES = [
     pytest.param(step, func.check_name, id=f"{step.id}-{func.__name__}")

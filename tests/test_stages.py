@@ -10,7 +10,7 @@ import pytest
 from conftest import HOWS, steps
 
 from workbook import client, get_step
-from workbook.inprocess import drive
+from workbook.communicator import drive
 
 MIDDLEWARE_KEYS = ("'cookies'", "'session'", "'user'", "'url_route'", "'path_remaining'")
 
