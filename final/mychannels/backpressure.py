@@ -4,6 +4,8 @@ from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
 # The most frames of one socket that wait for its consumer; uvicorn's --ws-max-queue is 32 too.
 MAX_QUEUED = 32
+# Reading resumes once the queue is down to this: one frame taken does not let a flood read another chunk.
+RESUME_AT = MAX_QUEUED // 4
 # How often, in seconds, a paused socket looks whether its consumer has caught up.
 RECHECK = 0.01
 
@@ -25,7 +27,7 @@ class FlowControlledProtocol(WebSocketProtocol):
     def resume_when_drained(self):
         if self.state == self.STATE_CLOSED:
             return
-        if self.application_queue.qsize() < MAX_QUEUED:
+        if self.application_queue.qsize() <= RESUME_AT:
             self.paused = False
             self.transport.resumeProducing()
         else:
