@@ -350,6 +350,22 @@ async def test_a_client_flooding_as_fast_as_it_can_is_closed_while_its_room_chat
     assert closed.decode().split() == [str(RATE_LIMITED)]
 
 
+async def test_with_the_limit_off_a_burst_longer_than_the_read_queue_arrives_whole_and_in_order(serve, tmp_path):
+    """Under daphne, 200 frames sent at once pause reading at 32 waiting; it resumes, and all reach the room."""
+    env = {"CHAT_MESSAGES_PER_SECOND": "0", **fresh_database(tmp_path)}
+    server = serve(FINAL, how="daphne", env=env)
+    server.sessions = {name: session_for(env, name) for name in ("alice", "bob")}
+    async with await join(server, "burst") as sender, await join(server, "burst", "bob") as listener:
+        said = [f"line {n}" for n in range(200)]
+        for text in said:
+            await sender.send(json.dumps({"message": text}))
+        heard = [(await client.receive(listener, quiet=True))["message"]]
+        # Sent once the server has read the burst (and paused): it arrives only if reading resumes.
+        await sender.send(json.dumps({"message": "the end"}))
+        heard += [(await client.receive(listener, quiet=True))["message"] for _ in said]
+        assert heard == [*said, "the end"]
+
+
 # --- how it is run -------------------------------------------------------------------------------------------
 
 

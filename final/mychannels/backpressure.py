@@ -22,7 +22,7 @@ class FlowControlledProtocol(WebSocketProtocol):
         if not self.paused and self.application_queue.qsize() >= MAX_QUEUED:
             self.paused = True
             self.transport.pauseProducing()
-            self.transport.reactor.callLater(RECHECK, self.resume_when_drained)
+            self.check_later()
 
     def resume_when_drained(self):
         if self.state == self.STATE_CLOSED:
@@ -31,7 +31,14 @@ class FlowControlledProtocol(WebSocketProtocol):
             self.paused = False
             self.transport.resumeProducing()
         else:
-            self.transport.reactor.callLater(RECHECK, self.resume_when_drained)
+            self.check_later()
+
+    def check_later(self):
+        # Imported here: daphne installs its asyncio reactor before serving, and an earlier import would install
+        # Twisted's default one.
+        from twisted.internet import reactor
+
+        reactor.callLater(RECHECK, self.resume_when_drained)
 
 
 def install():
