@@ -42,6 +42,28 @@ session.update({{SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: 'django.contrib
 session.create()
 print(session.session_key)
 """
+# A client that sends frames as fast as its socket takes them, until the server closes it or the deadline passes;
+# it prints "joined", then the close code (None: never closed).
+FLOODER = """
+import asyncio, json, sys, time
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+async def main(url, headers, seconds):
+    async with connect(url, additional_headers=json.loads(headers), max_queue=None) as ws:
+        print("joined", flush=True)
+        deadline = time.monotonic() + float(seconds)
+        try:
+            while time.monotonic() < deadline:
+                for _ in range(50):
+                    await ws.send('{"message": "flood"}')
+                await asyncio.sleep(0)
+        except ConnectionClosed:
+            pass
+    print(ws.close_code if ws.close_code else None, flush=True)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
 # Each bad frame, and a word its error frame must contain.
 BAD_FRAMES = {
     "non-json": ("hello", "not JSON"),
@@ -302,6 +324,46 @@ async def test_a_socket_that_floods_is_closed_and_its_room_carries_on(how, final
         # A token may come back while the burst is read: one frame more than the burst can get through.
         assert heard == [f"spam {n}" for n in range(len(heard))] and burst <= len(heard) <= burst + 1, heard
         assert frame == {"message": "still here", "user": "bob"}
+
+
+async def test_a_client_flooding_as_fast_as_it_can_is_closed_while_its_room_chats_on(how, final_server):
+    """A client sending frames without pause is closed with RATE_LIMITED; another client's messages all come back."""
+    server = final_server(how)
+    headers = {"Origin": origin(server), "Cookie": f"sessionid={server.sessions['alice']}"}
+    url = server.ws_url("/ws/chat/torrent/")
+    async with await join(server, "torrent", "bob") as talker:
+        # In a process of its own, like a client on another machine: this test's loop could not send as fast.
+        flooder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FLOODER, url, json.dumps(headers), str(TIMEOUT), stdout=asyncio.subprocess.PIPE)
+        try:
+            assert (await asyncio.wait_for(flooder.stdout.readline(), TIMEOUT)).strip() == b"joined"
+            for text in [f"talk {n}" for n in range(5)]:
+                await talker.send(json.dumps({"message": text}))
+                # The burst the limit lets through may come first; then the talker's own message, in order.
+                while (frame := await client.receive(talker, quiet=True)) == {"message": "flood", "user": "alice"}:
+                    pass
+                assert frame == {"message": text, "user": "bob"}
+            closed, _ = await asyncio.wait_for(flooder.communicate(), 2 * TIMEOUT)
+        finally:
+            if flooder.returncode is None:
+                flooder.kill()
+    assert closed.decode().split() == [str(RATE_LIMITED)]
+
+
+async def test_with_the_limit_off_a_burst_longer_than_the_read_queue_arrives_whole_and_in_order(serve, tmp_path):
+    """Under daphne, 200 frames sent at once pause reading at 32 waiting; it resumes, and all reach the room."""
+    env = {"CHAT_MESSAGES_PER_SECOND": "0", **fresh_database(tmp_path)}
+    server = serve(FINAL, how="daphne", env=env)
+    server.sessions = {name: session_for(env, name) for name in ("alice", "bob")}
+    async with await join(server, "burst") as sender, await join(server, "burst", "bob") as listener:
+        said = [f"line {n}" for n in range(200)]
+        for text in said:
+            await sender.send(json.dumps({"message": text}))
+        heard = [(await client.receive(listener, quiet=True))["message"]]
+        # Sent once the server has read the burst (and paused): it arrives only if reading resumes.
+        await sender.send(json.dumps({"message": "the end"}))
+        heard += [(await client.receive(listener, quiet=True))["message"] for _ in said]
+        assert heard == [*said, "the end"]
 
 
 # --- how it is run -------------------------------------------------------------------------------------------

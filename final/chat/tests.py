@@ -1,17 +1,20 @@
 import json
 import os
 import shutil
+import time
 import unittest
 from contextlib import asynccontextmanager
 
+from asgiref.sync import sync_to_async
 from channels.testing import ChannelsLiveServerTestCase, WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client, TransactionTestCase, override_settings
 
 from mychannels.asgi import application
 
-from .consumers import MAX_MESSAGE_LENGTH, RATE_LIMITED
+from .consumers import MAX_MESSAGE_LENGTH, RATE_LIMITED, save_message
 from .models import Message
 from .ratelimit import TokenBucket
 
@@ -154,6 +157,20 @@ class HardeningTests(TransactionTestCase):
                 accepted, _ = await communicator.connect(WAIT)
                 await communicator.disconnect()
                 self.assertFalse(accepted)
+
+    async def test_a_database_connection_past_its_age_is_replaced_before_a_save(self):
+        @sync_to_async
+        def age_out():
+            # As if CONN_MAX_AGE had passed while the socket stayed open: the next query must not use it.
+            connection.ensure_connection()
+            connection.close_at = time.monotonic() - 1
+            return connection.connection
+
+        # Called directly: the communicator turns close_old_connections() into a no-op while it runs a consumer.
+        old = await age_out()
+        await save_message('kitchen', await get_user_model().objects.aget(username='alice'), 'fresh')
+        self.assertIsNot(await sync_to_async(lambda: connection.connection)(), old)
+        self.assertEqual([m.text async for m in Message.objects.all()], ['fresh'])
 
     @override_settings(CHAT_HISTORY=False)
     async def test_with_history_off_nothing_is_saved_or_replayed(self):

@@ -21,6 +21,11 @@ django_asgi_app = get_asgi_application()
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from mychannels import backpressure  # noqa: E402
+
+# Under daphne: stop reading a socket whose consumer is behind, as uvicorn does (see mychannels/backpressure.py).
+backpressure.install()
+
 # Once per server process: which layer this process's rooms live in.
 print(f'channel layer: {settings.CHANNEL_LAYER_IN_USE}', flush=True)
 

@@ -128,11 +128,15 @@ class GuardedProcess:
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern, re.MULTILINE | re.DOTALL)
         while True:
-            match = regex.search(self.log_text(), after)
+            text = self.log_text()
+            match = regex.search(text, after)
             if match:
                 return match
             if time.monotonic() > deadline:
-                raise WorkbookError(f"{self.label} never printed {pattern!r} ({shown(self.log_path)})")
+                # The log file may be gone by the time someone reads the error (a CI machine): quote its end.
+                last = " | ".join(line.strip() for line in text[after:].splitlines()[-3:] if line.strip())
+                raise WorkbookError(f"{self.label} never printed {pattern!r} ({shown(self.log_path)}; "
+                                    f"its last lines: {last or 'none'})")
             time.sleep(0.05)
 
     def _record(self) -> None:
