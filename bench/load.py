@@ -324,13 +324,14 @@ _config['hosts'][0].pop('timeout')
 
 def db_cost(rows: list[dict]) -> dict:
     """For each layer measured with the save on and off: the time to deliver and the round trip, on / off."""
-    by_layer = {row["layer"]: row for row in rows}
+    # Keyed by layer and server: the in-memory layer also has a uvicorn row, which has no save-off twin.
+    by_row = {(row["layer"], row["server"]): row for row in rows}
     cost = {}
-    for layer, on in by_layer.items():
-        off = by_layer.get(f"{layer}, save off")
+    for (layer, server), on in by_row.items():
+        off = by_row.get((f"{layer}, save off", server))
         # A row that lost clients at the handshake carried less load: its time is no price of the database.
         if off and on["connected"] == off["connected"] == on["clients"] and not on["lost"] and not off["lost"]:
-            cost[layer] = {"deliver": on["deliver_s"] / off["deliver_s"],
+            cost[f"{layer}, {server}"] = {"deliver": on["deliver_s"] / off["deliver_s"],
                            "rtt_median": on["rtt_median_s"] / off["rtt_median_s"],
                            "rtt_p99": on["rtt_p99_s"] / off["rtt_p99_s"]}
     return cost
