@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .checkrun import QUICK, Failed, Run, Unavailable, check
+from .checkrun import QUICK, RUNSERVER, Failed, Run, Unavailable, check
 from .diagnose import from_traceback, hint_for
 from .server import Server
 
@@ -90,7 +90,7 @@ def rooms_share_messages(run: Run) -> None:
     _judge_rooms(heard, log, run.project)
 
 
-@check("with REDIS_URL set, two server processes share a room")
+@check("with REDIS_URL set, two server processes share a room", served=RUNSERVER)
 def redis_shares_rooms(run: Run) -> None:
     from .redis import GET_REDIS, RedisServer, binary
 

@@ -7,7 +7,7 @@ import json
 import secrets
 import subprocess
 
-from .checkrun import QUICK, Failed, Run, check
+from .checkrun import IN_PROCESS, QUICK, Failed, Run, check
 from .diagnose import from_traceback, hint_for
 from .errors import WorkbookError
 from .login import cookie_header, login
@@ -17,7 +17,8 @@ PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 COMMAND = "chat/management/commands/history.py"
 HISTORY = 20
 
-@check("chat.Message has room, user (a foreign key to the user), text and created, with its migration and admin")
+@check("chat.Message has room, user (a foreign key to the user), text and created, with its migration and admin",
+       served=IN_PROCESS)
 def message_model(run: Run) -> None:
     facts = run.facts()["message_model"]
     if not facts["model"]:

@@ -8,7 +8,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from .checkrun import QUICK, Failed, Run, check
+from .checkrun import QUICK, RUNSERVER, Failed, Run, check
 from .diagnose import from_traceback, hint_for
 from .errors import WorkbookError
 from .login import LOGIN_PATH, cookie_header, login
@@ -38,7 +38,7 @@ def login_page(run: Run) -> None:
                      "{{ form.as_p }}")
 
 
-@check("`python manage.py demo_users` creates alice and bob")
+@check("`python manage.py demo_users` creates alice and bob", served=RUNSERVER)
 def demo_users(run: Run) -> None:
     server = run.server()  # serving migrated the database the command writes to
     if not (run.project / COMMAND).is_file():
