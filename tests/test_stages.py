@@ -14,29 +14,21 @@ import urllib.request
 import pytest
 from conftest import HOWS, STEPS, need, steps
 
-from workbook import client, get_step
+from workbook import checks, client, get_step
 from workbook.checkrun import Run, Unavailable
-from workbook.checks import (
-    browser_test_runs,
-    catches_drops_user,
-    catches_leaky_rooms,
-    catches_no_history,
-    checks_for,
-    redis_shares_rooms,
-    tests_pass,
-)
 from workbook.inprocess import drive
 from workbook.users import create_demo_users
 
 # Checks that start a Redis, or run the learner's tests (whose live-server test drives a browser).
-MARKS = {redis_shares_rooms: [pytest.mark.redis],
-         **dict.fromkeys((tests_pass, browser_test_runs, catches_drops_user, catches_leaky_rooms, catches_no_history),
-                         [pytest.mark.browser])}
+# (Imported as a module: a name like `tests_pass` in this namespace would be collected as a test.)
+LEARNERS_TESTS = (checks.tests_pass, checks.browser_test_runs, checks.catches_drops_user, checks.catches_leaky_rooms,
+                  checks.catches_no_history)
+MARKS = {checks.redis_shares_rooms: [pytest.mark.redis], **dict.fromkeys(LEARNERS_TESTS, [pytest.mark.browser])}
 # Each check of each step, once per server it talks to (once, on no server, for an in-process check).
 CHECKS = [
     pytest.param(step, func, how, id=f"{step.id}-{func.__name__}" + (f"-{how}" if func.served else ""),
                  marks=MARKS.get(func, []))
-    for step in STEPS for func in checks_for(step) for how in (func.served or [None])
+    for step in STEPS for func in checks.checks_for(step) for how in (func.served or [None])
 ]
 
 
