@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workbook import browser  # noqa: E402
-from workbook.server import Server  # noqa: E402
+from workbook.servers.server import Server  # noqa: E402
 
 
 def load_to_first_echo(chromium, url: str) -> tuple[float, float]:

@@ -25,8 +25,8 @@ from _logins import logged_in
 from load import DOC, FINAL, final_server, open_client, write_doc
 from websockets.exceptions import ConnectionClosed
 
-from workbook.redis import RedisServer, binary
-from workbook.server import Server
+from workbook.servers.redis import RedisServer, binary
+from workbook.servers.server import Server
 
 # A phase stops sending after this many seconds, measured or not: a flood can slow every round trip to seconds.
 PHASE_LIMIT = 60

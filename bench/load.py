@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from _logins import cookie, logged_in  # noqa: E402
 
-from workbook.redis import GET_REDIS, RedisServer, binary  # noqa: E402
 from workbook.registry import get_step  # noqa: E402
-from workbook.server import Server, free_port  # noqa: E402
+from workbook.servers.redis import GET_REDIS, RedisServer, binary  # noqa: E402
+from workbook.servers.server import Server, free_port  # noqa: E402
 
 FINAL = ROOT / "final"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -108,7 +108,7 @@ def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: flo
 def background(cmd: list[str], port: int, what: str, log: Path):
     """Run `cmd` in its own process group until the block ends; its output goes to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    guarded = [sys.executable, "-m", "workbook.guard", str(os.getpid()), "--", *cmd]
+    guarded = [sys.executable, "-m", "workbook.servers.guard", str(os.getpid()), "--", *cmd]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "wb") as out:
         process = subprocess.Popen(guarded, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workbook import jupyter  # noqa: E402
+from workbook.notebooks import jupyter  # noqa: E402
 
 TARGET = 8.0
 

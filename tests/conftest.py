@@ -16,7 +16,8 @@ import pytest
 
 from workbook import Server, load_steps
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, group_alive
+from workbook.servers.process import group_alive
+from workbook.servers.server import TIMEOUT
 
 STEPS = load_steps()
 # Process groups of every server a test started; none may be alive when the session ends.
@@ -43,7 +44,7 @@ def need(found: bool, what: str, how_to_get_it: str) -> None:
 
 def pytest_report_header(config):
     """Name the stack under test in the header, so a CI log shows which releases were checked."""
-    from workbook.latest import versions, versions_line
+    from workbook.maintainer.latest import versions, versions_line
 
     return f"stack: {versions_line(versions())} ({os.path.relpath(sys.prefix, ROOT)})"
 
@@ -111,7 +112,7 @@ def shared_server():
 @pytest.fixture
 def redis_servers():
     """Start real redis-servers on free ports (or a given one); all are stopped at teardown."""
-    from workbook.redis import GET_REDIS, RedisServer, binary
+    from workbook.servers.redis import GET_REDIS, RedisServer, binary
 
     need(binary() is not None, "redis-server", GET_REDIS)
     started: list[RedisServer] = []

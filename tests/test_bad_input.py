@@ -15,9 +15,9 @@ from conftest import need, run_python
 
 from workbook import client, get_step
 from workbook.errors import WorkbookError
-from workbook.listen import Given, read_host, read_port, try_bind
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, free_port, port_is_free
+from workbook.servers.listen import Given, read_host, read_port, try_bind
+from workbook.servers.server import TIMEOUT, free_port, port_is_free
 
 # (what the learner sets, the one line the runner answers with, after "workbook: ")
 MISTAKES = [

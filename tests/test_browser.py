@@ -12,7 +12,7 @@ from conftest import run_python
 from workbook import browser as chat_browser
 from workbook import load_steps
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, free_port
 
 # Pages that refuse anonymous sockets (step 9 on) have their own browser tests, logged in, in test_users_browser.py.
 CHAT_PAGES = [(name, project) for name, project in chat_browser.pages() if not chat_browser.needs_login(project)]

@@ -10,11 +10,11 @@ import pytest
 from conftest import run_python
 
 from workbook import WorkbookError, catalogue, get_step
-from workbook.diagnose import hint_for
-from workbook.doctor import examine, report
-from workbook.pitfalls import describe, load_pitfalls
+from workbook.doctor.command import examine, report
+from workbook.doctor.hints import hint_for
+from workbook.doctor.pitfalls import describe, load_pitfalls
+from workbook.doctor.troubleshooting import render, render_entry
 from workbook.registry import ROOT
-from workbook.troubleshooting import render, render_entry
 
 ENTRIES = catalogue.load()
 MATCHED = [entry for entry in ENTRIES.values() if entry.match and entry.symptom]

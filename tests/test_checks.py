@@ -5,7 +5,7 @@ That every check passes on its step's snapshot is tested in test_stages.py, unde
 
 from __future__ import annotations
 
-from workbook.diagnose import from_traceback, hint_for, syntax_errors
+from workbook.doctor.hints import from_traceback, hint_for, syntax_errors
 
 
 def test_a_syntax_error_is_reported_with_file_and_line(tmp_path):

@@ -9,9 +9,9 @@ import shutil
 import pytest
 from conftest import need
 
-from workbook import checks_tests as ct
 from workbook import get_step
-from workbook.checkrun import Failed, Run
+from workbook.learner import checks_tests as ct
+from workbook.learner.check_base import Failed, Run
 
 STEP = get_step(11)
 CATCHES = {"drops-user": ct.catches_drops_user, "leaky-rooms": ct.catches_leaky_rooms,

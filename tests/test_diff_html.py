@@ -10,10 +10,10 @@ import subprocess
 import pytest
 
 from workbook import get_step
-from workbook.diff_html import _align, projector_html, screenshot, write
+from workbook.classroom.diff_html import _align, projector_html, screenshot, write
 from workbook.diffs import changed_files
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT
+from workbook.servers.server import TIMEOUT
 
 SCREENSHOT = ROOT / "docs" / "screenshot-diff-04.png"
 PROJECTOR = {"width": 1280, "height": 720}

@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidStatus
 
 from workbook import Server, client, free_port, get_step
 from workbook.diffs import changed_files
-from workbook.server import TIMEOUT
+from workbook.servers.server import TIMEOUT
 
 FINAL = get_step("final")
 PRODUCTION = {

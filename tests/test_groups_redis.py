@@ -10,7 +10,7 @@ import pytest
 from conftest import HOWS, hears_only_its_own, run_python, steps
 
 from workbook import client, free_port, get_step
-from workbook.inprocess import drive
+from workbook.communicator import drive
 
 # How long a client must stay silent to count as "got nothing": messages here arrive within milliseconds.
 QUIET = 1.5

@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from workbook import get_step
 from workbook.login import cookie_header, login
-from workbook.server import TIMEOUT
+from workbook.servers.server import TIMEOUT
 from workbook.users import create_demo_users
 
 HISTORY = get_step(10)

@@ -11,7 +11,7 @@ from websockets.sync.client import connect
 from workbook import browser as chat_browser
 from workbook import get_step
 from workbook.login import cookie_header, login
-from workbook.server import TIMEOUT
+from workbook.servers.server import TIMEOUT
 from workbook.users import create_demo_users
 
 HISTORY = get_step(10)

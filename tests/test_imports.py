@@ -32,14 +32,17 @@ def resolve(name: str, level: int, importer: str, is_package: bool) -> str:
 
 def string_tuples(tree: ast.Module) -> dict[str, list[str]]:
     """Module-level names bound to a tuple or list of string literals, such as cli's COMMAND_MODULES."""
-    found = {}
+    found: dict[str, list[str]] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Tuple, ast.List)):
+        if isinstance(node, (ast.Assign, ast.AugAssign)) and isinstance(node.value, (ast.Tuple, ast.List)):
             items = node.value.elts
             if items and all(isinstance(item, ast.Constant) and isinstance(item.value, str) for item in items):
-                for target in node.targets:
+                # `NAMES += (…)` extends what an earlier `NAMES = (…)` bound.
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
                     if isinstance(target, ast.Name):
-                        found[target.id] = [item.value for item in items]
+                        kept = found.get(target.id, []) if isinstance(node, ast.AugAssign) else []
+                        found[target.id] = kept + [item.value for item in items]
     return found
 
 
@@ -85,8 +88,9 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             target = resolve(node.module or "", node.level, name, is_package)
-            found.add(target)
-            found |= {f"{target}.{alias.name}" for alias in node.names}
+            submodules = {f"{target}.{alias.name}" for alias in node.names} & known
+            # `from . import sibling` loads the sibling, as `from .sibling import x` does, not the package again.
+            found |= submodules or {target}
         elif isinstance(node, ast.Call):
             func = node.func
             called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
@@ -125,8 +129,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_import_walk_sees_imports_made_through_importlib():
     """The walk follows cli's importlib loop over COMMAND_MODULES, so it would see a cycle hidden there."""
     graph = import_graph()
-    assert {"workbook.doctor", "workbook.notebooks", "workbook.learner"} <= graph["workbook.cli"]
-    assert "workbook.pitfalls" in graph["workbook.doctor"]
+    loaded = {"workbook.doctor.command", "workbook.notebooks.jupyter", "workbook.learner.commands"}
+    assert loaded <= graph["workbook.cli"]
+    assert "workbook.doctor.pitfalls" in graph["workbook.doctor.command"]
 
 
 def test_the_runner_has_no_import_cycles():
@@ -144,3 +149,27 @@ def test_the_cycle_finder_finds_a_cycle():
     """A graph with a loop through three modules is reported, once."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert [sorted(set(cycle)) for cycle in cycles(graph)] == [["a", "b", "c"]]
+
+
+def test_the_walk_covers_every_subpackage_and_every_module_cli_loads_by_name():
+    """Each subpackage's modules are in the graph, and each of cli's COMMAND_MODULES is a module that exists."""
+    graph = import_graph()
+    for package in sorted(path.parent for path in PACKAGE.glob("*/__init__.py")):
+        inside = {module_name(path) for path in package.glob("*.py")}
+        assert inside and inside <= set(graph), package.name
+    tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
+    loaded = {f"workbook.{name}" for name in string_tuples(tree)["COMMAND_MODULES"]}
+    assert loaded <= set(graph), sorted(loaded - set(graph))
+    assert loaded <= graph["workbook.cli"]
+    assert {"workbook.classroom.room", "workbook.classroom.preflight"} <= loaded  # from `COMMAND_MODULES += …`
+
+
+def test_a_subpackage_init_only_names_its_package_or_re_exports():
+    """A subpackage's __init__.py holds a docstring and re-exports, nothing else."""
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), init
+        for node in tree.body[1:]:
+            names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            assert isinstance(node, ast.ImportFrom) and node.level == 1 or names == ["__all__"], \
+                f"{init.relative_to(ROOT)}: {ast.unparse(node)[:60]}"

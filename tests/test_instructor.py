@@ -11,13 +11,14 @@ import sys
 
 import pytest
 
-from workbook import agenda, load_steps
+from workbook import load_steps
+from workbook.classroom import agenda
 from workbook.diffs import changed_files
+from workbook.doctor.pitfalls import load_pitfalls
 from workbook.errors import WorkbookError
-from workbook.learner import backups_dir, start_of
-from workbook.pitfalls import load_pitfalls
+from workbook.learner.workspace import backups_dir, start_of
 from workbook.registry import ROOT, get_step
-from workbook.server import TIMEOUT
+from workbook.servers.server import TIMEOUT
 
 AGENDAS = agenda.build_agendas()
 PAGE = agenda.PAGE.read_text(encoding="utf-8")

@@ -15,11 +15,11 @@ import pytest
 from conftest import need
 
 from workbook import WorkbookError, get_step
+from workbook.classroom.lan import admit
+from workbook.classroom.netns import Room, unavailable
 from workbook.history_scene import ALICE
-from workbook.lan import admit
-from workbook.netns import Room, unavailable
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, free_port
 from workbook.users import create_demo_users
 
 # What a laptop does: open the page, then the websocket the page would open, with the page's own Origin.
@@ -193,7 +193,7 @@ def test_without_host_a_laptop_cannot_reach_the_server(room, serve_in):
 
 def test_the_runner_finds_its_address_by_interface_and_by_route(room):
     """Inside the room, the server sees its bridge address; a laptop with a default route sees its own address."""
-    show = "from workbook import lan; print(lan.interface_addresses(), lan.outbound_address())"
+    show = "from workbook.classroom import lan; print(lan.interface_addresses(), lan.outbound_address())"
     on_server = room.server.run(sys.executable, "-c", show, cwd=ROOT, timeout=TIMEOUT)
     assert on_server.stdout.split() == [f"['{room.server.address}']", "None"], on_server.stderr
     laptop = room.laptops[0]

@@ -13,8 +13,9 @@ from conftest import run_python
 from packaging.markers import Marker
 from packaging.version import Version
 
-from workbook import latest, pythons, venv
+from workbook.environment import pythons, venv
 from workbook.errors import WorkbookError
+from workbook.maintainer import latest
 from workbook.registry import ROOT, tomllib
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -13,11 +13,12 @@ import urllib.request
 import pytest
 from conftest import STEPS, need, run_python, steps
 
-from workbook import WorkbookError, get_step, learner
-from workbook.checks import checks_for, redis_shares_rooms
+from workbook import WorkbookError, get_step
 from workbook.diffs import changed_files
+from workbook.learner import workspace as learner
+from workbook.learner.checks import checks_for, redis_shares_rooms
 from workbook.registry import ROOT, previous
-from workbook.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, free_port
 
 # For each step: the file a learner forgets, and what the failing check's hint must name.
 PARTIAL = {

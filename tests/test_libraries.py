@@ -18,7 +18,8 @@ from conftest import STARTED_GROUPS
 from workbook import Server, get_step
 from workbook.diffs import colour, unified
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, interrupt_guard, port_is_free
+from workbook.servers.process import interrupt_guard
+from workbook.servers.server import TIMEOUT, port_is_free
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -31,7 +32,7 @@ def handshake(port: int, name: str, context: ssl.SSLContext) -> str:
 
 def test_the_https_server_certificate_verifies_against_its_own_throwaway_ca():
     """A client trusting the run's ca.pem verifies the https server as 127.0.0.1 and localhost; others refuse it."""
-    from workbook.https import HttpsServer
+    from workbook.servers.https import HttpsServer
 
     server = HttpsServer(get_step(5).path)
     try:

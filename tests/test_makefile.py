@@ -16,7 +16,7 @@ from conftest import group_alive
 
 from workbook import client
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, free_port, port_is_free
+from workbook.servers.server import TIMEOUT, free_port, port_is_free
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed (use python -m workbook)")
 

@@ -19,11 +19,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from workbook import get_step
-from workbook.doctor_probe import STALE_COOKIE
+from workbook.doctor.probe import STALE_COOKIE
 from workbook.errors import WorkbookError
-from workbook.migrate import STAMPS, migrate_if_needed
 from workbook.registry import ROOT, project_files
-from workbook.server import TIMEOUT, Server, free_port, group_alive
+from workbook.servers.migrate import STAMPS, migrate_if_needed
+from workbook.servers.process import group_alive
+from workbook.servers.server import TIMEOUT, Server, free_port
 
 FINAL = pytest.param(ROOT / "final", id="final")
 SESSION_KEY = STALE_COOKIE.partition("=")[2]

@@ -24,8 +24,9 @@ import pytest
 import websockets
 from conftest import STARTED_GROUPS, group_alive, need
 
-from workbook import Server, get_step, jupyter, load_steps
-from workbook.server import TIMEOUT, free_port, port_is_free
+from workbook import Server, get_step, load_steps
+from workbook.notebooks import jupyter
+from workbook.servers.server import TIMEOUT, free_port, port_is_free
 
 pytestmark = pytest.mark.notebook
 
@@ -64,14 +65,15 @@ def recorded(record: Path) -> list[dict]:
 
 
 def guards_of(kernel_pid: int) -> list[int]:
-    """List the live guards (one per server) a kernel started: `python -m workbook.guard KERNEL_PID -- …`."""
+    """List the live guards (one per server) a kernel started: `python -m workbook.servers.guard KERNEL_PID -- …`."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             argv = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"workbook.guard" in argv and argv[argv.index(b"workbook.guard") + 1:][:1] == [str(kernel_pid).encode()]:
+        guard = b"workbook.servers.guard"
+        if guard in argv and argv[argv.index(guard) + 1:][:1] == [str(kernel_pid).encode()]:
             found.append(int(cmdline.parent.name))
     return found
 

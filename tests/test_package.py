@@ -10,7 +10,7 @@ import sys
 
 from conftest import need
 
-from workbook import venv
+from workbook.environment import venv
 from workbook.registry import ROOT
 
 

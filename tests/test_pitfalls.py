@@ -17,12 +17,12 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from workbook import client, get_step
 from workbook.diffs import changed_files, diff
-from workbook.doctor_probe import probe
+from workbook.doctor.pitfalls import load_pitfalls, materialise
+from workbook.doctor.probe import probe
 from workbook.errors import WorkbookError
-from workbook.pitfalls import load_pitfalls, materialise
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, Server
-from workbook.trace import parse
+from workbook.servers.server import TIMEOUT, Server
+from workbook.servers.trace import parse
 
 PITFALLS = load_pitfalls()
 # Pitfalls the doctor reports as warnings: the project is fine until it is run or used the wrong way.
@@ -52,7 +52,7 @@ def doctor_here(capsys, *args) -> subprocess.CompletedProcess:
     """Run `doctor ARGS` in this process, as doctor() does in a new one; the project still loads in its own."""
     import argparse
 
-    from workbook import doctor as command
+    from workbook.doctor import command
 
     parser = argparse.ArgumentParser(prog="python -m workbook")
     command.add_commands(parser.add_subparsers())
@@ -110,7 +110,7 @@ def test_each_patch_is_a_small_unified_diff_against_its_step(pitfall):
 
 def test_a_patch_whose_context_no_longer_matches_its_step_is_refused_in_one_line(tmp_path, monkeypatch):
     """When the step drifts from a patch, materialise names pitfall, file and hunk in one line and writes nothing."""
-    import workbook.pitfalls as pitfalls
+    import workbook.doctor.pitfalls as pitfalls
 
     drifted = tmp_path / "pitfalls"
     drifted.mkdir()
@@ -350,7 +350,7 @@ def test_a_second_server_on_a_busy_port_does_not_start(serve):
 @pytest.mark.parametrize("how", ["runserver", "daphne"])
 async def test_a_stale_sessionid_cookie_gets_500_until_the_database_is_migrated(how, variant, serve):
     """Unmigrated, a handshake with a sessionid cookie gets 500 (no such table); migrated, the same one echoes."""
-    from workbook.doctor_probe import STALE_COOKIE
+    from workbook.doctor.probe import STALE_COOKIE
 
     project = variant("no-session-table")
     server = serve(project, how=how, env={"WORKBOOK_MIGRATE": "0"})
@@ -406,7 +406,7 @@ async def test_the_in_memory_layer_loses_messages_between_two_processes(variant,
 @pytest.mark.redis
 async def test_the_redis_layer_carries_the_message_to_the_other_process(serve):
     """The fix, step 7 with REDIS_URL: the client on the other process gets the message too."""
-    from workbook.redis import GET_REDIS, RedisServer, binary
+    from workbook.servers.redis import GET_REDIS, RedisServer, binary
 
     need(binary() is not None, "redis-server", GET_REDIS)
     with RedisServer() as redis:
@@ -559,7 +559,7 @@ def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_wit
 @pytest.mark.browser
 def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(variant, serve):
     """Chromium with a sessionid cookie for the host loads step 4's page, but its socket gets HTTP 500."""
-    from workbook.doctor_probe import STALE_COOKIE
+    from workbook.doctor.probe import STALE_COOKIE
 
     server = serve(variant("no-session-table"), env={"WORKBOOK_MIGRATE": "0"})
     with _chromium() as browser:
@@ -579,7 +579,7 @@ def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_
 
 def _open_over_https(project, wait_for: str) -> tuple[list[str], str]:
     """Serve `project` over https as chat.test, open its page in Chromium; return (console, socket state)."""
-    from workbook.https import HttpsServer
+    from workbook.servers.https import HttpsServer
 
     # 127.0.0.1 and localhost count as secure to a browser, so the site gets a public-looking name.
     rules = ["--host-resolver-rules=MAP chat.test 127.0.0.1", "--disable-features=LocalNetworkAccessChecks"]
@@ -619,7 +619,7 @@ def test_an_https_page_cannot_open_ws_but_the_fixed_page_opens_wss(variant):
 
 async def test_the_probe_sees_through_a_self_signed_wss_server():
     """`doctor wss://…` on step 5 over TLS notes the untrusted certificate, then finds it healthy."""
-    from workbook.https import HttpsServer
+    from workbook.servers.https import HttpsServer
 
     server = HttpsServer(step5().path)
     try:
@@ -679,8 +679,8 @@ def test_the_pitfalls_notebook_is_committed_without_outputs():
 async def test_the_pitfalls_notebook_runs_headless_and_stops_its_servers(tmp_path):
     """Every cell runs on a real kernel, shows each symptom and diagnosis it promises, and frees every port."""
     pytest.importorskip("nbclient")
-    from workbook import jupyter
-    from workbook.server import port_is_free
+    from workbook.notebooks import jupyter
+    from workbook.servers.server import port_is_free
 
     record = tmp_path / "servers.jsonl"
     client = jupyter.notebook_client(NOTEBOOK)
@@ -843,7 +843,7 @@ async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_s
     """Message.objects.create in receive_json raises SynchronousOnlyOperation: 1011, the room hears nothing."""
     from websockets.exceptions import ConnectionClosed
 
-    from workbook.diagnose import from_traceback, hint_for
+    from workbook.doctor.hints import from_traceback, hint_for
     from workbook.login import login
 
     project = variant("sync-orm-in-async")

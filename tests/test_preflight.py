@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import IN_CI, need
 
-from workbook import venv
+from workbook.environment import venv
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, free_port
 
 # What a temporary copy of the checkout needs for the preflight: the runner, the registry, step 4, the locks.
 COPIED = ["workbook", "steps/steps.toml", "steps/04-routing", "pitfalls/pitfalls.toml", "uv.lock", "pyproject.toml"]
@@ -128,7 +128,7 @@ def test_without_chromium_the_browser_line_is_a_warning_with_how_to_get_it(tmp_p
 
 def test_a_chromium_that_is_there_starts_headless_and_renders():
     """Where a Chromium is installed, the preflight's browser line is ✔ after a real headless start."""
-    from workbook.preflight import check_chromium, find_chromium
+    from workbook.classroom.preflight import check_chromium, find_chromium
 
     need(find_chromium() is not None, "Chromium", "on Debian/Ubuntu run `sudo apt-get install chromium`")
     line = check_chromium()
@@ -154,7 +154,7 @@ def test_make_preflight_runs_from_the_system_python_inside_the_ready_virtualenv(
 
 def test_a_chromium_that_playwright_downloaded_is_found_off_the_path(tmp_path, monkeypatch):
     """With no browser on PATH, a Chromium in Playwright's download folder is the one the browser line starts."""
-    from workbook.preflight import check_chromium, find_chromium
+    from workbook.classroom.preflight import check_chromium, find_chromium
 
     real = find_chromium()
     need(real is not None and sys.platform.startswith("linux"), "Chromium on Linux",

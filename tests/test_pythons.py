@@ -19,9 +19,9 @@ import pytest
 from conftest import STARTED_GROUPS, need
 from packaging.specifiers import SpecifierSet
 
-from workbook import pythons, wheelhouse
+from workbook.environment import pythons, wheelhouse
 from workbook.registry import ROOT, tomllib
-from workbook.server import TIMEOUT, free_port, port_is_free
+from workbook.servers.server import TIMEOUT, free_port, port_is_free
 
 # pyenv gives this machine 3.10 to 3.13; a Debian testing root gives 3.14 and 3.15.
 PYENV_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]

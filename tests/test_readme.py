@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from workbook.cli import steps_table
-from workbook.registry import ROOT
+from workbook.registry import ROOT, steps_table
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -13,9 +13,9 @@ import pytest
 from conftest import need
 from test_lan import room, serve_in, wait_for_line  # noqa: F401 - fixtures shared with the LAN tests
 
+from workbook.classroom.room import handout
 from workbook.registry import ROOT
-from workbook.room import handout
-from workbook.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, free_port
 
 
 def need_redis() -> None:
@@ -108,6 +108,6 @@ def test_a_step_without_redis_is_refused_by_the_room_in_one_line():
 ])
 def test_the_chat_client_prints_each_frame_as_a_line(frame, shown):
     """A frame with a user reads `user: message`; an error frame is marked; anything else is printed as is."""
-    from workbook.chat import _line
+    from workbook.classroom.chat import _line
 
     assert _line(frame) == shown

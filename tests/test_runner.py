@@ -17,9 +17,9 @@ from conftest import group_alive, run_python
 
 from workbook import Server, WorkbookError, get_step
 from workbook.diffs import as_html, unified
+from workbook.environment.venv import check_python
 from workbook.registry import ROOT, load_steps, previous
-from workbook.server import TIMEOUT, port_is_free
-from workbook.venv import check_python
+from workbook.servers.server import TIMEOUT, port_is_free
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def test_a_fresh_checkout_bootstraps_its_own_virtualenv(tmp_path):
 
 def test_a_failing_install_is_one_line_pointing_at_the_log(tmp_path):
     """A wheelhouse that lacks the lock's wheels ends in one line naming the setup log, not a traceback."""
-    from workbook import venv
+    from workbook.environment import venv
 
     empty = tmp_path / "wheelhouse"
     empty.mkdir()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from pprint import pformat
 
-from workbook.logs import fold_scopes, fold_tracebacks
 from workbook.scopes import compare, last_scope, scope_keys
+from workbook.servers.logs import fold_scopes, fold_tracebacks
 
 # Shaped like what daphne hands a routed consumer: nested dicts, a header list long enough to wrap.
 ROUTED = {

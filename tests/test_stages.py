@@ -14,9 +14,10 @@ import urllib.request
 import pytest
 from conftest import HOWS, STEPS, need, steps
 
-from workbook import checks, client, get_step
-from workbook.checkrun import Run, Unavailable
-from workbook.inprocess import drive
+from workbook import client, get_step
+from workbook.communicator import drive
+from workbook.learner import checks
+from workbook.learner.check_base import Run, Unavailable
 from workbook.users import create_demo_users
 
 # Checks that start a Redis, or run the learner's tests (whose live-server test drives a browser).

@@ -42,6 +42,6 @@ def test_the_migrate_stamp_reads_the_django_version_that_is_installed():
 
     import django
 
-    from workbook.migrate import django_version
+    from workbook.servers.migrate import django_version
 
     assert ast.literal_eval(django_version()) == django.VERSION

@@ -13,7 +13,7 @@ import pytest
 from conftest import STARTED_GROUPS, group_alive
 
 from workbook.registry import ROOT
-from workbook.server import TIMEOUT, free_port, port_is_free
+from workbook.servers.server import TIMEOUT, free_port, port_is_free
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="process groups and sh are POSIX")
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+from workbook.maintainer.testrun import FAST, pytest_args
 from workbook.registry import ROOT
-from workbook.testrun import FAST, pytest_args
 
 # Prints `GROUP<TAB>group<TAB>marks<TAB>nodeid` for each collected test, after conftest.py has given the groups.
 PROBE = textwrap.dedent("""

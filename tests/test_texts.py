@@ -10,8 +10,8 @@ import pytest
 from conftest import STEPS
 
 from workbook import get_step
-from workbook.checks import run_checks
-from workbook.inprocess import drive
+from workbook.communicator import drive
+from workbook.learner.checks import run_checks
 from workbook.registry import ROOT
 
 ARTICLE = ("Django channels: consumers, environments and events", "Eduardo Zepeda", "2021-11-09", "coffeebytes.dev")

@@ -13,10 +13,11 @@ from conftest import HOWS, STARTED_GROUPS
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from workbook import Server, get_step, learner
+from workbook import Server, get_step
+from workbook.learner import workspace as learner
 from workbook.login import cookie_header, login
-from workbook.server import TIMEOUT, free_port
-from workbook.trace import Event, format_line, parse
+from workbook.servers.server import TIMEOUT, free_port
+from workbook.servers.trace import Event, format_line, parse
 from workbook.users import create_demo_users
 
 HI = json.dumps({"message": "hi"})

@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from workbook import WorkbookError, get_step
 from workbook.login import cookie_header, login
 from workbook.registry import project_files
-from workbook.server import TIMEOUT
+from workbook.servers.server import TIMEOUT
 from workbook.users import create_demo_users
 
 USERS = get_step(9)

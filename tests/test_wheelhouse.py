@@ -13,7 +13,7 @@ import pytest
 from conftest import need
 from packaging.tags import sys_tags
 
-from workbook import pythons, venv, wheelhouse
+from workbook.environment import pythons, venv, wheelhouse
 from workbook.errors import WorkbookError
 from workbook.registry import ROOT
 

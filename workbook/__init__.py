@@ -8,10 +8,10 @@ _EXPORTS = {
     "Step": "registry",
     "get_step": "registry",
     "load_steps": "registry",
-    "Server": "server",
-    "free_port": "server",
-    "port_is_free": "server",
-    "start": "server",
+    "Server": "servers.server",
+    "free_port": "servers.ports",
+    "port_is_free": "servers.ports",
+    "start": "servers.server",
     "client": None,
 }
 

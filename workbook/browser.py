@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .errors import WorkbookError
 from .registry import ROOT, load_steps
-from .server import TIMEOUT
+from .state import TIMEOUT
 
 DEV_COMMANDS = {"screenshots"}
 FLAGS = [
@@ -168,7 +168,7 @@ def _shown(path: Path) -> str:
 
 
 def cmd_screenshots(args) -> int:
-    from .server import Server
+    from .servers.server import Server
 
     out = Path(args.out)
     every = pages()

@@ -1,7 +1,7 @@
 """The failure catalogue: each failure's symptom, cause and fix, keyed by slug, read from pitfalls/pitfalls.toml.
 
 One source for the hints of `make check` (`hint_for`), the doctor's fixes, the pitfall lab and the troubleshooting
-page (workbook/troubleshooting.py). The file's header says what each field means.
+page (workbook/doctor/troubleshooting.py). The file's header says what each field means.
 """
 
 from __future__ import annotations

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-from . import venv
+from .environment import venv
+from .environment.reexec import bare_setup, reexec_in_venv
 from .errors import WorkbookError
 
 DEV_COMMANDS = {"test", "lint"}
@@ -20,7 +18,10 @@ CORE_COMMANDS = {"list", "run", "diff", "scope", "stop", "setup", "test", "lint"
 LINTED = ("workbook", "tests", "bench")  # what `make lint` checks with ruff
 # Modules that add their own subcommands: each has `add_commands(subparsers)` and may list `DEV_COMMANDS`
 # (commands that need the dev virtualenv). They import heavy packages lazily, inside their commands.
-COMMAND_MODULES = ("notebooks", "browser", "doctor", "learner", "bench", "redis", "users", "wheelhouse")
+COMMAND_MODULES = (
+    "notebooks.jupyter", "browser", "doctor.command", "learner.commands", "maintainer.bench", "servers.redis", "users",
+    "environment.wheelhouse",
+)
 
 
 def _command_modules():
@@ -32,38 +33,15 @@ def _command_modules():
 
 
 # The troubleshooting page from the failure catalogue, and the class's room with its terminal client.
-COMMAND_MODULES += ("troubleshooting", "room", "chat")
-
-
-def _retry_hint(target: str, port: int) -> str:
-    if os.environ.get("MAKELEVEL"):
-        return f"PORT={port + 1} make {target} run"
-    return f"python -m workbook run {target.removeprefix('step-')} --port {port + 1}"
+COMMAND_MODULES += ("doctor.troubleshooting", "classroom.room", "classroom.chat")
 
 
 # The instructor's agendas and the day-before preflight.
-COMMAND_MODULES += ("agenda", "preflight")
-
-
-def steps_table() -> str:
-    """Render the step table the README shows, straight from the registry."""
-    from .registry import load_steps
-
-    rows = [
-        "| Step | Title | The one idea | Notebook | Minutes (teach + do) |",
-        "|---:|---|---|---|---|",
-    ]
-    for step in load_steps():
-        notebook = step.notebook.relative_to(venv.ROOT).as_posix()
-        rows.append(
-            f"| {step.number} | [{step.title}](steps/{step.id}/STEP.md) | {step.goal} "
-            f"| [{step.id}]({notebook}) | {step.teach} + {step.exercise} |"
-        )
-    return "\n".join(rows)
+COMMAND_MODULES += ("classroom.agenda", "classroom.preflight")
 
 
 def cmd_list(args) -> int:
-    from .registry import load_steps
+    from .registry import load_steps, steps_table
 
     if args.markdown:
         print(steps_table())
@@ -77,73 +55,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .follow import follow
-    from .listen import connect_host, given, is_busy, listen_problem, read_host, read_port, try_bind
-    from .registry import get_step
-    from .server import Server, busy_message
-    from .stopping import stop_on_signals
+    from .servers.run import cmd_run as run
 
-    where = given("HOST", args.host), given("PORT", args.port)
-    host, port = read_host(where[0]), read_port(where[1])
-
-    if args.step == "workspace":
-        from .learner import workspace_target
-
-        project, label, target = workspace_target()
-    else:
-        step = get_step(args.step)
-        if step.number == 0:
-            raise WorkbookError("step 0 is the bare startproject baseline: run step 1 or later")
-        target = "final" if step.id == "final" else f"step-{step.number}"
-        project, label = step, step.label
-    problem = try_bind(host, port)
-    if problem is not None:
-        if not is_busy(problem):
-            raise WorkbookError(listen_problem(problem, *where))
-        raise WorkbookError(busy_message(port, target, _retry_hint(target, port)))
-    from .redis import check_redis_url
-
-    check_redis_url(getattr(project, "path", project))
-    from .lan import admit, host_header
-
-    # Listening beyond loopback: the runner admits this machine's addresses, or other machines get HTTP 400.
-    admitted = admit(host, getattr(project, "path", project))
-    # The final project is served the way it ships, by the daphne CLI; the steps by runserver, which reloads.
-    how = args.server or ("daphne" if target == "final" else "runserver")
-    server = Server(project, how=how, host=host, port=port, reload=not args.no_reload, env=admitted and admitted.env,
-                    trace=args.trace)
-    stop_following = threading.Event()
-    follower = threading.Thread(target=follow, args=(server.log_path, stop_following), daemon=True)
-    # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
-    stop_on_signals()
-    try:
-        follower.start()
-        server.start()
-        here = f"{host_header(connect_host(host))}:{port}"
-        print(f"workbook: {label} is up on http://{here}/ (websocket: ws://{here}/ws/chat/). Ctrl-C stops it.",
-              flush=True)
-        if admitted:
-            print(*admitted.announcement(port), sep="\n", flush=True)
-        if args.trace:
-            overlay = " (Django's banner says settings 'workbook.overlay': your settings, serving through the trace)"
-            print("workbook: tracing websocket events: `→ app` the application receives, `app →` it sends, "
-                  f"`app ✘` it raised{overlay if how == 'runserver' else ''}.", flush=True)
-        while server.running:
-            time.sleep(0.2)
-        stop_following.set()
-        follower.join()
-        from .server import summarize_failure
-
-        raise WorkbookError(f"the server of {label} stopped: {summarize_failure(server.log_text())}")
-    except KeyboardInterrupt:
-        server.stop()
-        stop_following.set()
-        follower.join()
-        print(f"\nworkbook: stopped {label}.", flush=True)
-        return 0
-    finally:
-        server.stop()
-        stop_following.set()
+    return run(args)
 
 
 def cmd_diff(args) -> int:
@@ -155,7 +69,7 @@ def cmd_diff(args) -> int:
     if old is None:
         raise WorkbookError("step 0 is the baseline: there is nothing before it to compare with")
     if args.projector:
-        from .diff_html import cmd_projector
+        from .classroom.diff_html import cmd_projector
 
         return cmd_projector(old, new, args)
     if args.html:
@@ -170,7 +84,7 @@ def cmd_diff(args) -> int:
 
 
 def cmd_scope(args) -> int:
-    from .inprocess import drive
+    from .communicator import drive
     from .registry import get_step
 
     step = get_step(args.step)
@@ -183,7 +97,9 @@ def cmd_scope(args) -> int:
 def cmd_stop(args) -> int:
     import json
 
-    from .server import STATE_DIR, _pid_alive, interrupt_guard
+    from .servers.ports import pid_alive
+    from .servers.process import interrupt_guard
+    from .state import STATE_DIR
 
     stopped = 0
     for state_file in sorted((STATE_DIR / "run").glob("*.json")):
@@ -191,7 +107,7 @@ def cmd_stop(args) -> int:
             continue
         state = json.loads(state_file.read_text())
         pid = state.get("pid", -1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             interrupt_guard(pid)
             print(f"workbook: stopped {state.get('label')} on port {state_file.stem}")
             stopped += 1
@@ -207,7 +123,7 @@ def cmd_setup(args) -> int:
 
 
 def cmd_test(args) -> int:
-    from .testrun import pytest_args, with_durations
+    from .maintainer.testrun import pytest_args, with_durations
 
     given = with_durations(pytest_args(args.pytest_args))
     return subprocess.call([sys.executable, "-m", "pytest", *given], cwd=venv.ROOT)
@@ -285,44 +201,21 @@ def _dev_commands() -> set[str]:
     return DEV_COMMANDS | extra
 
 
-def _reexec_in_venv(argv: list[str]) -> int:
-    """Run this same command with the virtualenv's python, creating the virtualenv first if needed."""
-    python = venv.ensure("base")
-    cmd = [str(python), "-m", "workbook", *argv]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(venv.ROOT), os.environ.get("PYTHONPATH")]))}
-    if os.name != "nt":
-        os.execve(str(python), cmd, env)
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 130
-
-
-def _bare_setup(argv: list[str]) -> int:
-    """`setup` from a Python outside the virtualenv: standard library only."""
-    parser = argparse.ArgumentParser(prog="python -m workbook setup")
-    parser.add_argument("--dev", action="store_true")
-    parser.add_argument("--wheelhouse")
-    args = parser.parse_args(argv)
-    venv.ensure("dev" if args.dev else "base", wheelhouse=args.wheelhouse)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["preflight"]:
             # Before the virtualenv, on purpose: a laptop without one gets its ✘ line, not a set-up.
-            from .preflight import main as preflight
+            from .classroom.preflight import main as preflight
 
             return preflight(argv[1:])
         if not venv.in_venv():
             # Outside .venv only the standard library is safe: set up, then run again inside it.
             if argv[:1] == ["setup"]:
-                return _bare_setup(argv[1:])
-            return _reexec_in_venv(argv)
+                return bare_setup(argv[1:])
+            return reexec_in_venv(argv)
         if argv[:1] == ["test"] and {"--latest", "--record"} & set(argv[1:]):
-            from .latest import main as check_stack
+            from .maintainer.latest import main as check_stack
 
             return check_stack(argv[1:])
         core = argv[:1] and argv[0] in CORE_COMMANDS

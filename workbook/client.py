@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .server import TIMEOUT
+from .state import TIMEOUT
 
 
 def _show(prefix: str, data: Any, quiet: bool) -> None:

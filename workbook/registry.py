@@ -158,3 +158,20 @@ def project_files(directory: Path) -> list[str]:
                 continue
             found.append((Path(dirpath) / name).relative_to(directory).as_posix())
     return sorted(found)
+
+
+def steps_table() -> str:
+    """Render the step table the README shows, straight from the registry."""
+    from .registry import load_steps
+
+    rows = [
+        "| Step | Title | The one idea | Notebook | Minutes (teach + do) |",
+        "|---:|---|---|---|---|",
+    ]
+    for step in load_steps():
+        notebook = step.notebook.relative_to(ROOT).as_posix()
+        rows.append(
+            f"| {step.number} | [{step.title}](steps/{step.id}/STEP.md) | {step.goal} "
+            f"| [{step.id}]({notebook}) | {step.teach} + {step.exercise} |"
+        )
+    return "\n".join(rows)

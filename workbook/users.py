@@ -15,7 +15,7 @@ COMMAND = Path("chat/management/commands/demo_users.py")
 def project_for(target: str) -> tuple[Path, str]:
     """Return the project directory and label for a step number or `workspace`."""
     if target == "workspace":
-        from .learner import workspace_target
+        from .learner.workspace import workspace_target
 
         project, label, _ = workspace_target()
         return Path(project), label
@@ -27,8 +27,8 @@ def project_for(target: str) -> tuple[Path, str]:
 
 def create_demo_users(project: Path, label: str = "") -> str:
     """Migrate the project's database if it needs it, run its `demo_users` command, and return what it printed."""
-    from .migrate import migrate_if_needed
-    from .server import Server
+    from .servers.migrate import migrate_if_needed
+    from .servers.server import Server
 
     label = label or project.name
     if not (project / COMMAND).is_file():

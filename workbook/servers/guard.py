@@ -1,0 +1,97 @@
+"""Run a server and take it down with its parent: `python -m workbook.servers.guard PARENT_PID -- CMD…`.
+
+The runner starts every server through this guard in a process group of its own. If the process that
+asked for the server dies (a crashed test, a restarted Jupyter kernel), the guard stops the server, so
+nothing is left listening.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+POLL = 0.25
+# How long a server may take to end after a Ctrl-C before the guard kills its group.
+GRACE = 2.0
+
+
+# psutil is imported in each function, first after the server has been started: its import is not on the way to a
+# learner's first echo.
+def parent_alive(parent) -> bool:
+    """Tell whether psutil.Process `parent` still runs (a zombie has ended; a reused pid is another process)."""
+    import psutil
+
+    try:
+        return parent.is_running() and parent.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def watch(pid: int):
+    """Return the psutil.Process `pid` to watch, or None when it is already gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
+def kill(processes: list) -> None:
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
+def main(argv: list[str]) -> int:
+    parent, sep, *cmd = argv
+    if sep != "--" or not cmd:
+        print("usage: python -m workbook.servers.guard PARENT_PID -- COMMAND…", file=sys.stderr)
+        return 2
+    child: subprocess.Popen | None = None
+
+    def stop(signum=signal.SIGINT, _frame=None):
+        if child is None:
+            sys.exit(0)
+        import psutil
+
+        try:
+            tree = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        if os.name == "nt":
+            kill(tree)
+        else:
+            # Pass the signal on once to everything the server spawned (runserver's reloader child shares our
+            # group): SIGINT is a Ctrl-C, which every server here handles quietly.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+            os.killpg(0, signum)
+        # Leave only once the whole tree has gone, so that our own exit means the port is free.
+        _, lingering = psutil.wait_procs(tree, timeout=GRACE)
+        if lingering and os.name != "nt":
+            os.killpg(0, signal.SIGKILL)
+        kill(lingering)
+        sys.exit(0)
+
+    # Handlers before the server starts: a SIGINT ignored by whoever started us would stay ignored in the
+    # server, whereas a handled one reverts to the default across exec, so the server's Ctrl-C works again.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    child = subprocess.Popen(cmd)
+    watched = watch(int(parent))
+    while child.poll() is None:
+        if watched is None or not parent_alive(watched):
+            stop()
+        time.sleep(POLL)
+    return child.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,189 @@
+"""Migrate a project's database before the runner serves it: quietly, and only when it needs it.
+
+AuthMiddlewareStack reads the session of any `sessionid` cookie a browser sends, so an unmigrated project answers
+such a handshake with HTTP 500 (`no such table: django_session`). A stamp in .workbook/migrate/ fingerprints what
+decides whether `migrate` has work to do: the Python and Django version, the settings file, the project's
+migration files, and how many migrations the database records. When it matches, nothing runs; when in doubt,
+`migrate` runs (a no-op takes well under a second). A file lock keeps two servers of one project from migrating
+at once. WORKBOOK_MIGRATE=0 (in the environment or a server's env) leaves the database alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import WorkbookError, summarize_failure
+from ..project import settings_module
+from ..registry import ROOT, project_files
+from ..state import STATE_DIR, TIMEOUT, shown
+
+if TYPE_CHECKING:
+    from .server import Server
+
+STAMPS = STATE_DIR / "migrate"
+
+# Run by the server's own Python inside the project, as `python manage.py migrate` would be; prints the
+# database file it migrated (sqlite only) so that the next start can check it without loading Django. It skips
+# the system checks: the server's own start reports those, in the words the learner expects.
+_MIGRATE = """\
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", sys.argv[1])
+import django
+django.setup()
+print("@@loaded@@", flush=True)
+from django.core.management import call_command
+from django.db import connection
+call_command("migrate", interactive=False, verbosity=0, skip_checks=True)
+name = str(connection.settings_dict["NAME"])
+sqlite = connection.vendor == "sqlite" and name != ":memory:" and "mode=memory" not in name
+print("@@migrated@@" + json.dumps(os.path.abspath(name) if sqlite else None))
+"""
+
+
+def wanted(env: dict[str, str] | None = None) -> bool:
+    """Tell whether the runner should migrate: yes, unless WORKBOOK_MIGRATE=0 in `env` or the environment."""
+    value = (env or {}).get("WORKBOOK_MIGRATE", os.environ.get("WORKBOOK_MIGRATE", "1"))
+    return value.strip().lower() not in {"0", "no", "false", "off"}
+
+
+def applied(database: str | None) -> int | None:
+    """Count the migrations a sqlite database records as applied; None when it has no record (or is not there)."""
+    if not database or not Path(database).is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT COUNT(*) FROM django_migrations").fetchone()[0]
+    except sqlite3.Error:
+        return None
+
+
+def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
+    """Fingerprint what decides which migrations exist: interpreter, Django, settings, migration files."""
+    digest = hashlib.sha256()
+    settings = env.get("WORKBOOK_SETTINGS") or env.get("DJANGO_SETTINGS_MODULE") or settings_module(project)
+    settings_file = project / (settings.replace(".", "/") + ".py")
+    names = [n for n in project_files(project) if "/migrations/" in f"/{n}" and n.endswith(".py")]
+    for name in [settings_file.relative_to(project).as_posix(), *names]:
+        try:
+            digest.update(name.encode() + b"\0" + (project / name).read_bytes() + b"\0")
+        except OSError:
+            digest.update(name.encode() + b"\0missing\0")
+    django = None
+    if os.path.abspath(python) == os.path.abspath(sys.executable):  # unresolved: a venv python resolves to its base
+        django = django_version()
+    return {"python": python, "django": django, "settings": settings, "files": digest.hexdigest()}
+
+
+def django_version() -> str | None:
+    """Read the installed Django's VERSION line without importing Django.
+
+    importlib.metadata would take a fifth of a second here (it scans every installed distribution), on the path of
+    every `make step-N run`; Django's own __init__.py names its version in one line.
+    """
+    spec = importlib.util.find_spec("django")
+    try:
+        text = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    except OSError:
+        return None
+    match = re.search(r"^VERSION = (\(.*\))$", text, re.M)
+    return match.group(1) if match else None
+
+
+def _paths(project: Path) -> tuple[Path, Path, Path]:
+    key = hashlib.sha256(str(project).encode()).hexdigest()[:16]
+    return STAMPS / f"{key}.json", STAMPS / f"{key}.lock", STATE_DIR / "logs" / f"{project.name}-migrate-{key[:6]}.log"
+
+
+def up_to_date(stamp: Path, now: dict) -> bool:
+    """Tell whether the stamp matches: same inputs, and the database still records what migrate left in it."""
+    try:
+        saved = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if now["django"] is None or saved.get("inputs") != now:
+        return False
+    database = saved.get("database")
+    return database is not None and saved.get("applied") is not None and applied(database) == saved["applied"]
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on `path` (created if needed) for the block: one migrate per project at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        if os.name == "nt":
+            import msvcrt
+
+            handle.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after ten seconds: keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def migrate_if_needed(server: Server) -> bool:
+    """Apply the project's migrations before `server` starts, when they need it; return whether migrate ran."""
+    if not wanted(server.extra_env):
+        return False
+    project, python = server.project, server.command()[0]
+    env = {**os.environ, **server.extra_env}
+    stamp, lock, log = _paths(project)
+    if up_to_date(stamp, inputs(project, python, env)):
+        return False
+    with _locked(lock):
+        now = inputs(project, python, env)
+        if up_to_date(stamp, now):  # another server of this project migrated while we waited
+            return False
+        database = _migrate(project, python, env, log, server.label)
+        stamp.write_text(json.dumps({"inputs": now, "database": database, "applied": applied(database)}),
+                         encoding="utf-8")
+    return True
+
+
+def _migrate(project: Path, python: str, env: dict[str, str], log: Path, label: str) -> str | None:
+    """Run `migrate` with the server's Python, settings and environment; raise one line when it fails."""
+    env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    settings = settings_module(project)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run([python, "-c", _MIGRATE, settings], cwd=project, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=max(TIMEOUT, 60) * 2)
+        output, code = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as slow:
+        output, code = f"@@loaded@@\nmigrate took over {slow.timeout:.0f} s, then was stopped", 1
+    log.write_text(output, encoding="utf-8")
+    if "@@loaded@@" not in output:
+        return None  # the project does not load: the server's own start says why, in the learner's terms
+    if code != 0 or "@@migrated@@" not in output:
+        shown_log = shown(log)
+        raise WorkbookError(
+            f"{label}: `python manage.py migrate` failed: {summarize_failure(output)} (full output: {shown_log})"
+        )
+    return json.loads(output.rpartition("@@migrated@@")[2].splitlines()[0])
