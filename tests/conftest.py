@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
-import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -177,64 +176,20 @@ def foreground(tmp_path):
         end_group(process)
 
 
-def browser_processes() -> list[str]:
-    """Describe the Chromium and Playwright driver processes descended from this test run (Linux only)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, rest = stat.read_text().split(" ", 1)
-            parent = int(rest.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(pid))
-    found, todo = [], list(children.get(os.getpid(), []))
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if re.search(r"chrom|headless_shell|msedge", Path(argv[0]).name) or "run-driver" in argv:
-            found.append(f"{pid}: {' '.join(argv)[:100]}")
-    return found
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_browser_left_behind():
-    """After the session (pytest-playwright's browser closed), no browser or Playwright driver it started is running."""
-    yield
-    if not sys.platform.startswith("linux"):
-        return
-    deadline = time.monotonic() + TIMEOUT
-    while browser_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not browser_processes(), "browser processes left running:\n" + "\n".join(browser_processes())
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args, browser_type):
-    """pytest-playwright launches the system Chromium with the workbook's flags, else Playwright's own download."""
+# Hand-written, not pytest-playwright's session browser: Playwright's sync API keeps its event loop running in the
+# thread, so every async test after it in the same worker fails ("Runner.run() cannot be called from a running event
+# loop"). Stopping Playwright after each module keeps the async tests working.
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium per test module, closed at teardown even when a test fails."""
     from workbook import browser
 
-    try:
-        executable = browser.system_browser()
-    except browser.BrowserMissing as wrong:
-        need(False, "a browser for the browser tests", str(wrong))
-    if executable is None:
-        need(Path(browser_type.executable_path).is_file(), "a browser for the browser tests", browser.INSTALL_HINT)
-    chosen = {"executable_path": executable} if executable else {}
-    return {**browser_type_launch_args, "headless": True, "args": browser.FLAGS, **chosen}
-
-
-@pytest.fixture
-def chromium(browser):
-    """pytest-playwright's browser, one per session (so one per xdist worker); a test's own contexts close after it."""
-    before = set(browser.contexts)
-    yield browser
-    for context in browser.contexts:
-        if context not in before:
-            context.close()
+    with ExitStack() as stack:
+        try:
+            found = stack.enter_context(browser.launch())
+        except browser.BrowserMissing as missing:
+            need(False, "a browser for the browser tests", str(missing))
+        yield found
 
 
 # --- running in parallel (pytest-xdist with --dist loadgroup, as `python -m workbook test` does) -------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,41 @@ ARTICLE_PAGES = [pytest.param(project, id=name) for name, project in CHAT_PAGES 
 # final/ is hardened and answers differently; from step 09 on a page needs a login, so it is opened logged in.
 HARDENED_PAGES = [pytest.param(project, id=name) for name, project in chat_browser.pages() if name == "final"]
 CLOSED_LINE = re.compile(r"socket closed with code (\d{4}): (.+)")
+
+
+def browser_processes() -> list[str]:
+    """Describe the Chromium and Playwright driver processes descended from this test run (Linux only)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" ", 1)
+            parent = int(rest.rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(pid))
+    found, todo = [], list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if re.search(r"chrom|headless_shell|msedge", Path(argv[0]).name) or "run-driver" in argv:
+            found.append(f"{pid}: {' '.join(argv)[:100]}")
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_browser_left_behind():
+    """After this module, no browser or Playwright driver it started is still running."""
+    yield
+    if not sys.platform.startswith("linux"):
+        return
+    deadline = time.monotonic() + TIMEOUT
+    while browser_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not browser_processes(), "browser processes left running:\n" + "\n".join(browser_processes())
 
 
 @pytest.fixture
