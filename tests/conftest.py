@@ -176,6 +176,9 @@ def foreground(tmp_path):
         end_group(process)
 
 
+# Hand-written, not pytest-playwright's session browser: Playwright's sync API keeps its event loop running in the
+# thread, so every async test after it in the same worker fails ("Runner.run() cannot be called from a running event
+# loop"). Stopping Playwright after each module keeps the async tests working.
 @pytest.fixture(scope="module")
 def chromium():
     """One headless Chromium per test module, closed at teardown even when a test fails."""

@@ -1,39 +1,11 @@
-"""The learner's checks hold for the workbook's own snapshots: every check passes on every step."""
+"""What the learner's checks report about a broken project: the file, the line and the hint.
+
+That every check passes on its step's snapshot is tested in test_stages.py, under runserver and daphne.
+"""
 
 from __future__ import annotations
 
-import pytest
-from conftest import STEPS, need
-
 from workbook.doctor.hints import from_traceback, hint_for, syntax_errors
-from workbook.learner.checks import checks_for, run_checks
-
-CASES = [
-    pytest.param(step, func.check_name, id=f"{step.id}-{func.__name__}")
-    for step in STEPS for func in checks_for(step)
-]
-
-
-@pytest.fixture(scope="module")
-def snapshot_results():
-    """Run each step's checks on its snapshot once (a real server each), and keep the results."""
-    cache: dict[int, dict] = {}
-
-    def get(step):
-        if step.number not in cache:
-            cache[step.number] = {r.name: r for r in run_checks(step, step.path)}
-        return cache[step.number]
-
-    return get
-
-
-@pytest.mark.parametrize(("step", "name"), CASES)
-def test_every_check_passes_on_its_steps_snapshot(step, name, snapshot_results):
-    """Each check of a step passes against that step's own snapshot, served by a real server."""
-    result = snapshot_results(step)[name]
-    if result.status == "skip" and result.detail:
-        need(False, "a check's tool", result.detail)
-    assert result.passed, f"{result.detail} (hint: {result.hint})"
 
 
 def test_a_syntax_error_is_reported_with_file_and_line(tmp_path):

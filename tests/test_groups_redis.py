@@ -16,6 +16,8 @@ from workbook.communicator import drive
 QUIET = 1.5
 GROUPS = get_step(6)
 REDIS = get_step(7)
+# Tests of step 6 alone share a worker with test_stages.py's step 6 tests, and so its servers.
+ON_STEP_6 = pytest.mark.xdist_group(f"server-{GROUPS.id}")
 
 
 @pytest.fixture(params=HOWS)
@@ -49,29 +51,11 @@ async def hears(ws) -> dict:
 
 
 # --- step 06: groups on the in-memory layer ---------------------------------------------------------------------
+# That two clients of a room both hear a message, and another room does not, is the check rooms_share_messages
+# (run by test_stages.py under runserver and daphne).
 
 
-async def test_everyone_in_a_room_gets_a_message_the_sender_included(how, shared_server):
-    """Two clients of /ws/chat/kitchen/ both receive what one of them sends."""
-    server = shared_server(GROUPS, how)
-    async with await client.open_socket(server.ws_url("/ws/chat/kitchen/"), quiet=True) as alice, \
-            await client.open_socket(server.ws_url("/ws/chat/kitchen/"), quiet=True) as bob:
-        await say(alice, "soup is ready")
-        assert await hears(alice) == {"message": "soup is ready"}
-        assert await hears(bob) == {"message": "soup is ready"}
-
-
-async def test_a_client_in_another_room_gets_nothing(how, shared_server):
-    """A message to /ws/chat/kitchen/ does not reach /ws/chat/garden/, which still hears its own room."""
-    server = shared_server(GROUPS, how)
-    async with await client.open_socket(server.ws_url("/ws/chat/kitchen/"), quiet=True) as cook, \
-            await client.open_socket(server.ws_url("/ws/chat/garden/"), quiet=True) as gardener:
-        await say(cook, "kitchen only")
-        assert await hears(cook) == {"message": "kitchen only"}
-        assert await hears_only_its_own(gardener, "garden only")
-        assert await hears_only_its_own(cook, "kitchen again")
-
-
+@ON_STEP_6
 async def test_ws_chat_without_a_room_is_the_lobby(how, shared_server):
     """/ws/chat/ keeps working: it is the room called lobby, shared with /ws/chat/lobby/."""
     server = shared_server(GROUPS, how)
@@ -82,6 +66,7 @@ async def test_ws_chat_without_a_room_is_the_lobby(how, shared_server):
         assert await hears(named) == {"message": "hello lobby"}
 
 
+@ON_STEP_6
 @pytest.mark.parametrize("path", ["/ws/chat/no%20spaces/", "/ws/chat/caf%C3%A9/", "/ws/chat/" + "x" * 51 + "/"])
 async def test_a_room_name_outside_the_slug_pattern_is_not_routed(path, shared_server):
     """A room name with a space, a non-ASCII letter or over 50 characters matches no route: HTTP 500."""
@@ -154,7 +139,8 @@ async def test_two_servers_share_a_room_through_redis(step, redis_servers, serve
         assert await hears_only_its_own(elsewhere)
 
 
-@pytest.mark.parametrize("step", steps(7, 8))
+# Step 7 only: step 8 changes the consumer alone, and both wait on the layer through the same base class and settings.
+@pytest.mark.parametrize("step", steps(7))
 @pytest.mark.redis
 async def test_an_idle_socket_outlives_redis_pys_five_second_read_timeout(step, redis_servers, serve):
     """A socket left quiet for longer than redis-py 8's default 5 s read timeout is still open and in its room."""

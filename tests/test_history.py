@@ -19,6 +19,8 @@ from workbook.users import create_demo_users
 
 HISTORY = get_step(10)
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
+# With test_stages.py's step 10 checks on one xdist worker: they share step 10's servers and database.
+pytestmark = pytest.mark.xdist_group(f"server-{HISTORY.id}")
 
 
 @pytest.fixture(params=HOWS)

@@ -83,9 +83,10 @@ def test_doing_the_steps_real_changes_makes_the_workspace_its_snapshot(step, ws)
     assert changed_files(step, ws) == []
 
 
-# What test_checks.py proves on every snapshot, played end to end through learner mode on two workspaces: step 4
-# ("Next: …") and the last step ("That was the last step", its database created fresh in the workspace).
-@pytest.mark.parametrize("step", steps(4, STEPS[-1].number))
+# That every check passes on each snapshot is test_stages.py's; here learner mode plays it once end to end, on the
+# last step ("That was the last step", its database created fresh in the workspace). Step 4's "Next: …" is the
+# make test's below.
+@pytest.mark.parametrize("step", steps(STEPS[-1].number))
 def test_doing_the_steps_real_changes_passes_its_check(step, ws, capsys):
     """Start, copy the snapshot's changed files in, check: every check passes and the exit code is 0."""
     need_redis_for(step)
@@ -322,6 +323,8 @@ def test_make_step_n_start_and_make_check_work_on_the_workspace(ws):
                              capture_output=True, text=True, timeout=TIMEOUT * 4)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "against step 4" in checked.stdout
+    assert "checks pass" in checked.stdout and "✘" not in checked.stdout and "FAIL" not in checked.stdout
+    assert "Next: `make step-5 start REPLACE=1`." in checked.stdout
 
 
 def test_run_workspace_serves_the_learners_project(ws):

@@ -269,6 +269,7 @@ def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debi
     # The stage tests under the daphne CLI and in-process: `make step-4 run` above already covered runserver.
     started = time.monotonic()
     stages = debian_root.run(root, f"cd {clone} && python{version} -m workbook test tests/test_stages.py -q "
+                                   "-m 'not redis and not browser' "
                                    "-p no:cacheprovider -k 'not runserver'", timeout=900)
     summary = stages.stdout.strip().splitlines()[-1:] or [stages.stderr]
     dev_ready = re.search(r"is ready \(([\d.]+) s\)", stages.stderr)

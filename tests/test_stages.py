@@ -1,4 +1,9 @@
-"""Every stage behaves as its STEP.md says, against the real server a learner would run."""
+"""Every stage behaves as its STEP.md says, against the real server a learner would run.
+
+The learner's checks (workbook/checks*.py, `python -m workbook check`) are each stage's specification: every check
+of a step runs here against the step's snapshot, served by runserver and by the daphne CLI. The other tests hold
+only what no check covers (the snapshot's own texts, exact status codes, bad input).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,57 @@ import sys
 import urllib.request
 
 import pytest
-from conftest import HOWS, steps
+from conftest import HOWS, STEPS, need, steps
 
 from workbook import client, get_step
 from workbook.communicator import drive
+from workbook.learner import checks
+from workbook.learner.check_base import Run, Unavailable
+from workbook.users import create_demo_users
 
-MIDDLEWARE_KEYS = ("'cookies'", "'session'", "'user'", "'url_route'", "'path_remaining'")
+# Checks that start a Redis, or run the learner's tests (whose live-server test drives a browser).
+# (Imported as a module: a name like `tests_pass` in this namespace would be collected as a test.)
+LEARNERS_TESTS = (checks.tests_pass, checks.browser_test_runs, checks.catches_drops_user, checks.catches_leaky_rooms,
+                  checks.catches_no_history)
+MARKS = {checks.redis_shares_rooms: [pytest.mark.redis], **dict.fromkeys(LEARNERS_TESTS, [pytest.mark.browser])}
+# Each check of each step, once per server it talks to (once, on no server, for an in-process check).
+CHECKS = [
+    pytest.param(step, func, how, id=f"{step.id}-{func.__name__}" + (f"-{how}" if func.served else ""),
+                 marks=MARKS.get(func, []))
+    for step in STEPS for func in checks.checks_for(step) for how in (func.served or [None])
+]
 
 
 @pytest.fixture(params=HOWS)
 def how(request) -> str:
     """Each real-server test runs under `manage.py runserver` and under the `daphne` CLI."""
     return request.param
+
+
+@pytest.fixture(scope="module")
+def check_runs(shared_server):
+    """Return the checks' Run for (step, how) on the shared server, made once, so facts and drives load once."""
+    runs: dict[tuple[int, str], Run] = {}
+
+    def get(step, how: str) -> Run:
+        if (step.number, how) not in runs:
+            if step.number in (9, 10):
+                create_demo_users(step.path)  # the users the checks log in as, as `make step-9 users` makes them
+            runs[step.number, how] = Run(step.path, label=f"{step.id}-check", server=shared_server(step, how))
+        return runs[step.number, how]
+
+    yield get
+    for run in runs.values():
+        run.close()
+
+
+@pytest.mark.parametrize(("step", "check", "how"), CHECKS)
+def test_each_check_of_the_step_passes_against_its_snapshot(step, check, how, check_runs):
+    """The learner's check holds for the step's snapshot, served by runserver and by the daphne CLI."""
+    try:
+        check(check_runs(step, how or "runserver"))
+    except Unavailable as why:
+        need(False, "a check's tool", str(why))
 
 
 def get(url: str) -> tuple[int, str]:
@@ -28,19 +72,11 @@ def get(url: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("step", steps())
 def test_the_page_names_its_stage(step, how, shared_server):
-    """`/` answers 200 with a page that says which stage this is."""
+    """The page says which stage this is (the check page_answers covers its 200)."""
     server = shared_server(step, how)
-    status, body = get(server.http_url)
-    assert status == 200
+    _, body = get(server.http_url)
     assert f"Step {step.number:02d} · {step.title}" in body
 
-
-@pytest.mark.parametrize("step", steps(1))
-def test_runserver_is_daphne_once_daphne_is_installed(step, shared_server):
-    """With daphne first in INSTALLED_APPS, runserver starts the ASGI/Daphne server."""
-    server = shared_server(step, "runserver")
-    server.wait_for_log(r"Starting ASGI/Daphne version [\d.]+ development server")
-    assert "Starting development server" not in server.log_text()
 
 
 @pytest.mark.parametrize("step", steps(1, 2, 3))
@@ -54,14 +90,6 @@ async def test_websocket_is_refused_before_routing(step, how, shared_server):
     server.wait_for_log(r"No application configured for scope type 'websocket'", after=before)
 
 
-@pytest.mark.parametrize("step", steps(2, 3, 4, 5))
-def test_consumer_echoes_in_process(step):
-    """Driven by WebsocketCommunicator, ChatConsumer accepts and echoes {"message": ...}."""
-    report = drive(step, [json.dumps({"message": "hello"}), json.dumps({"message": "again"})])
-    assert report["connected"] is True
-    assert report["error"] is None
-    assert [json.loads(reply) for reply in report["replies"]] == [{"message": "hello"}, {"message": "again"}]
-
 
 def test_step_02_consumer_prints_its_events_but_not_the_scope():
     """Step 02's connect and disconnect each print one line, and no scope."""
@@ -69,32 +97,7 @@ def test_step_02_consumer_prints_its_events_but_not_the_scope():
     assert report["printed"].splitlines() == ["a client connected", "a client disconnected, close code 1000"]
 
 
-@pytest.mark.parametrize("step", steps(3, 4, 5))
-def test_connect_prints_the_scope(step):
-    """From step 03 on, connect prints the scope: its type, path and headers."""
-    printed = drive(step, [])["printed"]
-    assert "'type': 'websocket'" in printed
-    assert "'path': '/ws/chat/'" in printed
-    assert "'headers': [(b'host', b'localhost')" in printed
 
-
-@pytest.mark.parametrize("step", steps(4, 5))
-async def test_a_real_client_gets_its_message_echoed(step, how, shared_server):
-    """A websockets client at ws://HOST:PORT/ws/chat/ gets {"message": ...} back."""
-    server = shared_server(step, how)
-    assert await client.echo(server.ws_url(), "hello, channels", quiet=True) == {"message": "hello, channels"}
-
-
-@pytest.mark.parametrize("step", steps(4, 5))
-async def test_the_routed_scope_holds_what_the_middleware_adds(step, how, shared_server):
-    """AuthMiddlewareStack adds cookies, session and user; URLRouter adds url_route and path_remaining."""
-    server = shared_server(step, how)
-    before = len(server.log_text())
-    await client.echo(server.ws_url(), quiet=True)
-    printed = server.wait_for_log(r"a client connected, with this scope:\n(\{.*?\})\n", after=before).group(1)
-    for key in ("'type': 'websocket'", "'path': '/ws/chat/'", "'headers'", *MIDDLEWARE_KEYS):
-        assert key in printed
-    assert "'url_route': {'args': (), 'kwargs': {}}" in printed
 
 
 @pytest.mark.parametrize("step", steps(4, 5))
@@ -127,10 +130,9 @@ async def test_an_unrouted_websocket_path_gets_500_not_404(step, how, shared_ser
 
 @pytest.mark.parametrize("step", steps(5))
 def test_the_page_carries_the_javascript_client(step, how, shared_server):
-    """Step 05's page opens ws:// or wss:// + location.host + /ws/chat/ as a global chatSocket."""
+    """Step 05's page keeps its socket in a global chatSocket, and the ids the browser tests use."""
     server = shared_server(step, how)
     _, body = get(server.http_url)
-    assert "location.protocol === 'https:' ? 'wss://' : 'ws://'" in body
     assert "const chatSocket = new WebSocket(wsScheme + location.host + '/ws/chat/');" in body
     assert 'id="chat-form"' in body and 'id="state"' in body
 

@@ -57,15 +57,18 @@ def test_fast_leaves_out_notebooks_browser_redis_and_other_pythons_and_narrows_a
 
 
 def test_tests_sharing_a_steps_server_or_database_share_a_group_and_the_rest_have_none(tmp_path):
-    """Shared servers group by step (both server kinds), step 9's modules join its group, plain tests are free."""
-    files = ("tests/test_stages.py", "tests/test_users.py", "tests/test_checks.py", "tests/test_runner.py")
+    """Shared servers group by step (both server kinds, checks too); modules of steps 9 and 10 join theirs."""
+    files = ("tests/test_stages.py", "tests/test_users.py", "tests/test_history.py", "tests/test_runner.py")
     groups = {node: group for node, (group, _) in collected(tmp_path, *files).items()}
     page = "tests/test_stages.py::test_the_page_names_its_stage"
     assert groups[f"{page}[runserver-04-routing]"] == groups[f"{page}[daphne-04-routing]"] == "server-04-routing"
     assert groups[f"{page}[runserver-09-users]"] == "server-09-users"
     assert {group for node, group in groups.items() if node.startswith("tests/test_users.py")} == {"server-09-users"}
-    assert groups["tests/test_checks.py::test_every_check_passes_on_its_steps_snapshot[04-routing-compiles]"] == (
+    check = "tests/test_stages.py::test_each_check_of_the_step_passes_against_its_snapshot"
+    assert groups[f"{check}[04-routing-compiles]"] == groups[f"{check}[04-routing-handshake_accepted-daphne]"] == (
         "server-04-routing")
+    assert {group for node, group in groups.items() if node.startswith("tests/test_history.py")} == {
+        "server-10-history"} == {groups[f"{check}[10-history-history_replayed-runserver]"]}
     assert groups["tests/test_runner.py::test_list_shows_every_step_in_order"] == "-"
 
 

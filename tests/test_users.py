@@ -23,7 +23,6 @@ USERS = get_step(9)
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 # With test_users_browser.py and step 9's other tests on one xdist worker: they share step 9's server and database.
 pytestmark = pytest.mark.xdist_group("server-09-users")
-QUIET = 1.5  # a frame that has not come within this long is not coming: they arrive within milliseconds
 
 
 @pytest.fixture(params=HOWS)

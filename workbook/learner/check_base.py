@@ -1,7 +1,8 @@
 """What the step checks share: a Result per check, the Failed exception, and Run, one project under test.
 
 Run loads the project in a fresh interpreter (`python -m workbook.learner.check_base PACKAGE` prints its facts as
-JSON), starts one real server from it, and drives its consumer in-process, each at most once.
+JSON), starts one real server from it (or talks to one already running), and drives its consumer in-process,
+each at most once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..servers.server import Server
 from ..state import TIMEOUT
 
 HELLO = json.dumps({"message": "hello"})
+AGAIN = json.dumps({"message": "again"})
 QUICK = min(TIMEOUT, 10)  # how long to wait for something that normally comes at once
 
 
@@ -54,11 +56,13 @@ class Failed(Exception):
 class Run:
     """What one project's checks share: its facts, one server, one in-process drive."""
 
-    def __init__(self, project: Path, label: str):
+    def __init__(self, project: Path, label: str, server: Server | None = None):
         self.project, self.label = Path(project).resolve(), label
         self.package = asgi_target(self.project).split(".", 1)[0]
         self._facts: dict | None = None
-        self._server: Server | None = None
+        # A server handed in (the stage tests share theirs) is the caller's to stop.
+        self._server: Server | None = server
+        self._owns_server = server is None
         self._booting: threading.Thread | None = None
         self._boot_error: Exception | None = None
         self._drive: dict | None = None
@@ -85,7 +89,7 @@ class Run:
 
     def warm_up(self) -> None:
         """Start the server in the background: it boots while the facts load, both take seconds."""
-        if self._server is None and self._booting is None:
+        if self._owns_server and self._booting is None:
             self._booting = threading.Thread(target=self._boot, daemon=True)
             self._booting.start()
 
@@ -97,7 +101,9 @@ class Run:
             self._boot_error = error
 
     def server(self) -> Server:
-        """Start the project's server once, the way `make run` does."""
+        """Start the project's server once, the way `make run` does (or return the one handed in)."""
+        if not self._owns_server:
+            return self._server
         self.warm_up()
         self._booting.join()
         if self._boot_error is not None:
@@ -109,7 +115,7 @@ class Run:
         return self._server
 
     def drive(self) -> dict:
-        """Connect ChatConsumer in-process, send {"message": "hello"}, disconnect; cache the report."""
+        """Connect ChatConsumer in-process, send {"message": "hello"} and then "again", disconnect; cache the report."""
         from ..communicator import drive
 
         if self._drive is None:
@@ -119,7 +125,7 @@ class Run:
             if consumer is False:
                 raise Failed("chat/consumers.py defines no ChatConsumer",
                              "name the class ChatConsumer: the routing and the checks import it by that name")
-            self._drive = drive(self.project, [HELLO])
+            self._drive = drive(self.project, [HELLO, AGAIN])
         return self._drive
 
     def page(self) -> tuple[int, str]:
@@ -131,7 +137,10 @@ class Run:
                 self._page = error.code, error.read().decode("utf-8", errors="replace")
         return self._page
 
-    def websocket(self, action: Callable, settle: str = r"WebSocket DISCONNECT|\" \d{3} \d+") -> tuple[object, str]:
+    # The log line that ends a websocket: runserver's, then the daphne CLI's; or an HTTP answer.
+    SETTLED = r"WebSocket DISCONNECT|\"WSDISCONNECT |\" \d{3} \d+"
+
+    def websocket(self, action: Callable, settle: str = SETTLED) -> tuple[object, str]:
         """Run a client coroutine against the server; return its result (or exception) and the log it caused."""
         server = self.server()
         before = len(server.log_text())
@@ -149,17 +158,23 @@ class Run:
     def close(self) -> None:
         if self._booting is not None:
             self._booting.join()
-        if self._server is not None:
+        if self._server is not None and self._owns_server:
             self._server.stop()
 
 
 CheckFunc = Callable[[Run], None]
 
 
-def check(name: str) -> Callable[[CheckFunc], CheckFunc]:
-    """Name a check: the name is the line the learner reads."""
+# The servers a check talks to: the stage tests run it against each (none: it works without a server).
+SERVED = ("runserver", "daphne")
+RUNSERVER = ("runserver",)
+IN_PROCESS = ()
+
+
+def check(name: str, served: tuple[str, ...] = SERVED) -> Callable[[CheckFunc], CheckFunc]:
+    """Name a check (the name is the line the learner reads) and the kinds of server it talks to."""
     def register(func: CheckFunc) -> CheckFunc:
-        func.check_name = name
+        func.check_name, func.served = name, served
         return func
     return register
 

@@ -17,7 +17,7 @@ from ..doctor.hints import from_traceback, hint_for, syntax_errors
 from ..errors import WorkbookError
 from ..registry import Step
 from ..servers.server import Server
-from .check_base import HELLO, QUICK, CheckFunc, Failed, Result, Run, Unavailable, check
+from .check_base import AGAIN, HELLO, IN_PROCESS, QUICK, RUNSERVER, CheckFunc, Failed, Result, Run, Unavailable, check
 from .checks_async import awaits_and_never_blocks, consumer_is_async_json
 from .checks_groups import redis_shares_rooms, room_route, rooms_share_messages
 from .checks_history import history_replayed, message_model, message_saved
@@ -28,7 +28,7 @@ __all__ = ["Result", "checks_for", "redis_shares_rooms", "run_checks"]
 
 
 # --- gates: every step runs these first ---------------------------------------------------------------
-@check("every .py file compiles")
+@check("every .py file compiles", served=IN_PROCESS)
 def compiles(run: Run) -> None:
     problems = syntax_errors(run.project)
     if problems:
@@ -37,7 +37,7 @@ def compiles(run: Run) -> None:
         raise Failed("; ".join(map(str, problems)), hint_for(first.error, usual))
 
 
-@check("Django loads the settings and the ASGI application")
+@check("Django loads the settings and the ASGI application", served=IN_PROCESS)
 def loads(run: Run) -> None:
     run.warm_up()
     run.facts()
@@ -61,7 +61,7 @@ def page_answers(run: Run) -> None:
 
 
 # --- step 1 -------------------------------------------------------------------------------------------
-@check("runserver is daphne's ASGI server")
+@check("runserver is daphne's ASGI server", served=RUNSERVER)
 def runserver_is_daphne(run: Run) -> None:
     server = run.server()
     try:
@@ -93,21 +93,21 @@ def router_knows_only_http(run: Run) -> None:
 
 
 # --- steps 2 and 3: the consumer, in-process ----------------------------------------------------------
-@check("'chat' is in INSTALLED_APPS")
+@check("'chat' is in INSTALLED_APPS", served=IN_PROCESS)
 def chat_installed(run: Run) -> None:
     if "chat" not in run.facts()["installed_apps"]:
         create = "" if (run.project / "chat").is_dir() else "run `python manage.py startapp chat`, then "
         raise Failed("INSTALLED_APPS has no 'chat'", f"{create}add 'chat' to INSTALLED_APPS in mychannels/settings.py")
 
 
-@check("ChatConsumer accepts a connection (in-process)")
+@check("ChatConsumer accepts a connection (in-process)", served=IN_PROCESS)
 def consumer_accepts(run: Run) -> None:
     report = run.drive()
     if not report["connected"]:
         raise Failed("the handshake was not accepted", "call self.accept() in ChatConsumer.connect")
 
 
-@check('ChatConsumer echoes {"message": ...} back (in-process)')
+@check('ChatConsumer echoes {"message": ...} back (in-process)', served=IN_PROCESS)
 def consumer_echoes(run: Run) -> None:
     report = run.drive()
     send_back = "in receive(), send it back: self.send(text_data=json.dumps({'message': message}))"
@@ -115,18 +115,18 @@ def consumer_echoes(run: Run) -> None:
         hint = send_back if "Timeout" in report["error"] else hint_for(report["error"], send_back)
         raise Failed(report["error"], hint)
     replies = report["replies"]
-    if replies != [HELLO] and [_json(r) for r in replies] != [{"message": "hello"}]:
-        raise Failed(f"sent {HELLO}, got {replies!r}", send_back)
+    if [_json(r) for r in replies] != [{"message": "hello"}, {"message": "again"}]:
+        raise Failed(f"sent {HELLO} and {AGAIN}, got {replies!r}", send_back)
 
 
-@check("connect and disconnect each print a line")
+@check("connect and disconnect each print a line", served=IN_PROCESS)
 def consumer_prints_events(run: Run) -> None:
     lines = [line for line in run.drive()["printed"].splitlines() if line.strip()]
     if len(lines) < 2:
         raise Failed(f"printed {len(lines)} line(s)", "print() a line in connect() and another in disconnect()")
 
 
-@check("connect prints the scope: its type, path and headers")
+@check("connect prints the scope: its type, path and headers", served=IN_PROCESS)
 def scope_printed(run: Run) -> None:
     printed = run.drive()["printed"]
     if not all(key in printed for key in ("'type': 'websocket'", "'path': '/ws/chat/'", "'headers'")):
@@ -171,11 +171,18 @@ def scope_has_middleware(run: Run) -> None:
         raise Failed("no connection reached the consumer", hint_for(log, "make the echo above work first"))
     if "'type': 'websocket'" not in log:
         raise Failed("connect printed no scope", "keep step 3's pprint(self.scope) in ChatConsumer.connect")
-    missing = [key for key in ("'session'", "'user'", "'url_route'") if key not in log]
+    if "'path': '/ws/chat/'" not in log:
+        raise Failed("the printed scope has no 'path': '/ws/chat/'", "keep step 3's pprint(self.scope) in connect")
+    missing = [key for key in ("'cookies'", "'session'", "'user'", "'url_route'", "'path_remaining'")
+               if key not in log]
     if missing:
-        hint = ("route through URLRouter(websocket_urlpatterns)" if missing == ["'url_route'"]
+        routed = {"'url_route'", "'path_remaining'"}
+        hint = ("route through URLRouter(websocket_urlpatterns)" if set(missing) <= routed
                 else "wrap URLRouter(...) in AuthMiddlewareStack in mychannels/asgi.py")
         raise Failed(f"the scope has no {', '.join(missing)}", hint)
+    if "'url_route': {'args': (), 'kwargs': {}}" not in log:
+        raise Failed("/ws/chat/ is routed with arguments",
+                     "route it without groups: re_path(r'ws/chat/$', consumers.ChatConsumer.as_asgi())")
 
 
 # --- step 5: the page's JavaScript --------------------------------------------------------------------

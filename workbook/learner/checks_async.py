@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..catalogue import fix
 from ..doctor.async_lint import scan
-from .check_base import Failed, Run, check
+from .check_base import IN_PROCESS, Failed, Run, check
 
 HANDLERS = ("connect", "disconnect", "receive_json", "chat_message")
 
 
-@check("ChatConsumer is an AsyncJsonWebsocketConsumer whose handlers are coroutines")
+@check("ChatConsumer is an AsyncJsonWebsocketConsumer whose handlers are coroutines", served=IN_PROCESS)
 def consumer_is_async_json(run: Run) -> None:
     consumer = run.facts().get("consumer_class")
     if not consumer:
@@ -36,7 +36,7 @@ def consumer_is_async_json(run: Run) -> None:
                      "add async def receive_json(self, content): the message is content['message']")
 
 
-@check("every coroutine is awaited, and no handler blocks the event loop")
+@check("every coroutine is awaited, and no handler blocks the event loop", served=IN_PROCESS)
 def awaits_and_never_blocks(run: Run) -> None:
     mistakes = scan(run.project)
     if not mistakes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..doctor.hints import from_traceback, hint_for
 from ..servers.server import Server
-from .check_base import QUICK, Failed, Run, Unavailable, check
+from .check_base import QUICK, RUNSERVER, Failed, Run, Unavailable, check
 
 
 async def _rooms(urls: tuple[str, str, str], origin: str) -> dict:
@@ -90,7 +90,7 @@ def rooms_share_messages(run: Run) -> None:
     _judge_rooms(heard, log, run.project)
 
 
-@check("with REDIS_URL set, two server processes share a room")
+@check("with REDIS_URL set, two server processes share a room", served=RUNSERVER)
 def redis_shares_rooms(run: Run) -> None:
     from ..servers.redis import GET_REDIS, RedisServer, binary
 

@@ -11,13 +11,14 @@ from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
 from ..login import cookie_header, login
 from ..state import TIMEOUT
-from .check_base import QUICK, Failed, Run, check
+from .check_base import IN_PROCESS, QUICK, Failed, Run, check
 
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 COMMAND = "chat/management/commands/history.py"
 HISTORY = 20
 
-@check("chat.Message has room, user (a foreign key to the user), text and created, with its migration and admin")
+@check("chat.Message has room, user (a foreign key to the user), text and created, with its migration and admin",
+       served=IN_PROCESS)
 def message_model(run: Run) -> None:
     facts = run.facts()["message_model"]
     if not facts["model"]:

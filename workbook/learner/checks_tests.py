@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..registry import STEPS_DIR
-from .check_base import Failed, Run, Unavailable, check
+from .check_base import IN_PROCESS, Failed, Run, Unavailable, check
 
 STEP = "11-tests"
 CONSUMER = "chat/consumers.py"
@@ -201,7 +201,7 @@ def _runs(run: Run) -> dict[str, TestRun]:
     return _RUNS[run]
 
 
-@check("`python manage.py test` passes against the step's consumer")
+@check("`python manage.py test` passes against the step's consumer", served=IN_PROCESS)
 def tests_pass(run: Run) -> None:
     correct = _runs(run)["correct"]
     if not correct.passed:
@@ -215,7 +215,7 @@ def tests_pass(run: Run) -> None:
                      "write one test for each: the sender's name, two rooms, an anonymous socket, the history")
 
 
-@check("a live-server test drives two rooms in a real browser")
+@check("a live-server test drives two rooms in a real browser", served=IN_PROCESS)
 def browser_test_runs(run: Run) -> None:
     if "ChannelsLiveServerTestCase" not in _test_sources(run.project):
         raise Failed(f"{TESTS} has no ChannelsLiveServerTestCase",
@@ -228,7 +228,7 @@ def browser_test_runs(run: Run) -> None:
 def _caught(fault: str):
     description = FAULTS[fault][0]
 
-    @check(f"your tests fail against {description}")
+    @check(f"your tests fail against {description}", served=IN_PROCESS)
     def caught(run: Run) -> None:
         result = _runs(run)[fault]
         if result.passed:

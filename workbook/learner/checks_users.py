@@ -12,7 +12,7 @@ from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
 from ..login import LOGIN_PATH, cookie_header, login
 from ..state import TIMEOUT
-from .check_base import QUICK, Failed, Run, check
+from .check_base import QUICK, RUNSERVER, Failed, Run, check
 
 ALICE = ("alice", "alice-password")
 COMMAND = "chat/management/commands/demo_users.py"
@@ -38,7 +38,7 @@ def login_page(run: Run) -> None:
                      "{{ form.as_p }}")
 
 
-@check("`python manage.py demo_users` creates alice and bob")
+@check("`python manage.py demo_users` creates alice and bob", served=RUNSERVER)
 def demo_users(run: Run) -> None:
     server = run.server()  # serving migrated the database the command writes to
     if not (run.project / COMMAND).is_file():
