@@ -14,7 +14,7 @@ import pytest
 from conftest import STEPS, run_python, steps
 
 from workbook.diffs import changed_files
-from workbook.registry import STEPS_DIR, baseline, previous
+from workbook.registry import STEPS_DIR, baseline, previous, project_files
 
 
 def step_md_changed(step) -> set[str]:
@@ -125,3 +125,11 @@ def test_settings_keep_startproject_text_above_the_workbook_block(step):
     original = (baseline().path / "mychannels/settings.py").read_text()
     apps = re.compile(r"INSTALLED_APPS = \[.*?\]\n", re.DOTALL)
     assert apps.sub("", head).rstrip() == apps.sub("", original).rstrip()
+
+
+def test_a_database_a_command_made_is_not_part_of_the_project(tmp_path):
+    """migrate's db.sqlite3 and `manage.py test`'s test-db.sqlite3 (with their journals) never count as project files,
+    so a test that runs Django's tests inside final/ cannot make it differ from step 11."""
+    for name in ("manage.py", "db.sqlite3", "db.sqlite3-wal", "test-db.sqlite3", "test-db.sqlite3-journal"):
+        (tmp_path / name).write_text("x")
+    assert project_files(tmp_path) == ["manage.py"]

@@ -135,7 +135,8 @@ def test_the_page_says_log_in_when_anonymous_and_names_the_user_when_logged_in(s
 
 def test_a_wrong_password_sets_no_session(step9):
     """The login form refuses a wrong password: no session, and the workbook says so in one line."""
-    with pytest.raises(WorkbookError, match="could not log in"):
+    with pytest.raises(WorkbookError, match=r"alice could not log in at .* \(Please enter a correct username and "
+                                            r"password\. Note that both fields may be case-sensitive\.\)"):
         login(step9.http_url, "alice", "not-her-password")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import http.cookiejar
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,12 +24,17 @@ def login(base_url: str, username: str, password: str, timeout: float = 30) -> s
         csrf = next((c.value for c in jar if c.name == "csrftoken"), "")
         form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": csrf})
         request = urllib.request.Request(base + LOGIN_PATH, data=form.encode(), headers={"Referer": base + LOGIN_PATH})
-        opener.open(request, timeout=timeout).read()
+        with opener.open(request, timeout=timeout) as response:
+            answer, landed = response.read().decode("utf-8", "replace"), response.geturl()
     except urllib.error.HTTPError as error:
         raise WorkbookError(f"logging in at {base}{LOGIN_PATH} got HTTP {error.code}") from None
     session = next((c.value for c in jar if c.name == "sessionid"), None)
     if session is None:
-        raise WorkbookError(f"{username} could not log in at {base}{LOGIN_PATH}: run `python -m workbook users` first")
+        # The form came back: quote what it says (Django's errorlist), so a wrong password reads as one.
+        said = re.search(r'class="errorlist[^"]*"[^>]*>\s*<li>(.*?)</li>', answer, re.S)
+        why = html.unescape(re.sub(r"<[^>]+>", "", said.group(1))).strip() if said else f"the form answered {landed}"
+        raise WorkbookError(f"{username} could not log in at {base}{LOGIN_PATH} ({why}): "
+                            "run `python -m workbook users` first")
     return session
 
 

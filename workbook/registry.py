@@ -148,8 +148,10 @@ def project_files(directory: Path) -> list[str]:
     # Tooling a learner may keep inside their own project (a virtualenv, collected static files) is not the project.
     skip_dirs = {"__pycache__", ".pytest_cache", "node_modules", ".ipynb_checkpoints", ".git", ".venv", "venv", ".tox",
                  "staticfiles", ".vscode", ".idea"}
-    skip_files = {"STEP.md", "FINAL.md", "db.sqlite3", "db.sqlite3-journal", "db.sqlite3-wal", "db.sqlite3-shm",
-                  ".DS_Store", ".workbook-step"}
+    # The databases are made by migrate and by `manage.py test` (step 11 and final/ name theirs test-db.sqlite3).
+    databases = {f"{base}{suffix}" for base in ("db.sqlite3", "test-db.sqlite3")
+                 for suffix in ("", "-journal", "-wal", "-shm")}
+    skip_files = {"STEP.md", "FINAL.md", ".DS_Store", ".workbook-step", *databases}
     found = []
     for dirpath, dirnames, filenames in os.walk(directory):
         dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
