@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from workbook.registry import ROOT
@@ -173,3 +174,19 @@ def test_a_subpackage_init_only_names_its_package_or_re_exports():
             names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
             assert isinstance(node, ast.ImportFrom) and node.level == 1 or names == ["__all__"], \
                 f"{init.relative_to(ROOT)}: {ast.unparse(node)[:60]}"
+
+
+# A module may outgrow this many lines only when its docstring says why ("… about N lines on purpose: …").
+LONGEST = 250
+
+
+def test_a_module_over_250_lines_states_why_at_its_top():
+    """The issue's rule for the layout: no module over about 250 lines without a reason stated at its top."""
+    unexplained = []
+    for name, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if lines > LONGEST and not re.search(r"about \d+ lines on purpose: \w", docstring):
+            unexplained.append(f"{name} ({lines} lines)")
+    assert not unexplained, f"over {LONGEST} lines with no reason at the top: {', '.join(unexplained)}"
