@@ -15,6 +15,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from .. import console
 from ..errors import WorkbookError
 from ..registry import ROOT, Step, final, load_steps
 
@@ -199,17 +200,8 @@ def cmd_agenda(args) -> int:
     if not (args.write or args.check):
         print("\n".join(sections[name] for name in SECTIONS), end="")
         return 0
-    page = PAGE.read_text(encoding="utf-8")
-    new = updated(page, sections)
-    shown = PAGE.relative_to(ROOT).as_posix() if PAGE.is_relative_to(ROOT) else str(PAGE)
-    if args.check:
-        if new != page:
-            raise WorkbookError(f"{shown} is out of date: run `python -m workbook agenda --write`")
-        print(f"workbook: {shown} is current")
-        return 0
-    PAGE.write_text(new, encoding="utf-8")
-    print(f"workbook: wrote the agendas and coaching notes into {shown}")
-    return 0
+    new = updated(PAGE.read_text(encoding="utf-8"), sections)
+    return console.write_or_check(PAGE, new, args.check, "python -m workbook agenda --write")
 
 
 def add_commands(sub) -> None:

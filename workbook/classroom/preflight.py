@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import console
 from ..environment import pythons, venv
 from ..errors import WorkbookError
 
@@ -36,15 +37,6 @@ class Line:
 
     def render(self, marks: dict[str, str]) -> str:
         return f"{marks[self.mark]} {self.text}"
-
-
-def _marks() -> dict[str, str]:
-    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-    try:
-        "✔✘⚠".encode(encoding)
-        return {"ok": "✔", "fail": "✘", "warn": "⚠"}
-    except (UnicodeEncodeError, LookupError):
-        return {"ok": "OK  ", "fail": "FAIL", "warn": "WARN"}
 
 
 def _say(make: str, python: str) -> str:
@@ -240,7 +232,8 @@ def main(argv: list[str]) -> int:
         path = os.pathsep.join(filter(None, [str(venv.ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}
         return subprocess.call([python, "-m", "workbook", "preflight", *argv], env=env)
-    started, marks = time.monotonic(), _marks()
+    started, marks = time.monotonic(), console.marks({"ok": "✔", "fail": "✘", "warn": "⚠"},
+                                                      {"ok": "OK  ", "fail": "FAIL", "warn": "WARN"})
     print("workbook preflight: is this laptop ready for the session?", flush=True)
     lines = run_checks(lambda line: print(line.render(marks), flush=True))
     failed = sum(line.mark == "fail" for line in lines)

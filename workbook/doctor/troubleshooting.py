@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import textwrap
 
-from .. import catalogue
+from .. import catalogue, console
 from ..catalogue import Entry
-from ..errors import WorkbookError
 from ..registry import ROOT
 
 WIDTH = 116
@@ -121,16 +120,7 @@ def render() -> str:
 
 
 def cmd_docs(args) -> int:
-    page = ROOT / catalogue.PAGE
-    text = render()
-    if args.check:
-        if page.read_text(encoding="utf-8") != text:
-            raise WorkbookError(f"{catalogue.PAGE} differs from the catalogue: run `python -m workbook docs`")
-        print(f"{catalogue.PAGE} matches the catalogue.")
-        return 0
-    page.write_text(text, encoding="utf-8")
-    print(f"wrote {catalogue.PAGE} from {catalogue.CATALOGUE.relative_to(ROOT).as_posix()}")
-    return 0
+    return console.write_or_check(ROOT / catalogue.PAGE, render(), args.check, "python -m workbook docs")
 
 
 def add_commands(sub) -> None:

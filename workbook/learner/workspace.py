@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
+from .. import console
 from ..errors import WorkbookError
 from ..registry import ROOT, Step, get_step, previous, project_files
 
@@ -169,15 +169,6 @@ def solution(color: bool = False) -> str:
     return f"# from {_shown(ws)} (-) to steps/{step.id}/ (+): the answer to {step.label}\n{text}"
 
 
-def _marks() -> dict[str, str]:
-    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-    try:
-        "✔✘–".encode(encoding)
-        return {"pass": "✔", "fail": "✘", "skip": "–"}
-    except (UnicodeEncodeError, LookupError):
-        return {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
-
-
 def check(number: int | str | None = None, project: Path | None = None) -> int:
     """Run the step's checks on the workspace, print one line per check; return 0 only when all pass."""
     from .checks import run_checks
@@ -187,7 +178,7 @@ def check(number: int | str | None = None, project: Path | None = None) -> int:
     if not (ws / "manage.py").exists():
         raise WorkbookError(f"{_shown(ws)} holds no project: start one with "
                             f"{how_to(f'step-{step.number} start', f'start {step.number}')}")
-    marks = _marks()
+    marks = console.marks({"pass": "✔", "fail": "✘", "skip": "–"}, {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"})
     print(f"Checking {_shown(ws)} against {step.label}", flush=True)
 
     def show(result) -> None:
