@@ -147,6 +147,35 @@ def test_make_step_9_users_prints_the_demo_logins(demo_users):
     assert "alice / alice-password" in done.stdout and "bob / bob-password" in done.stdout
 
 
+def test_running_demo_users_again_keeps_everyone_logged_in(step9):
+    """A second `make step-9 users` leaves alice's password hash alone, so her open session still names her.
+
+    A new hash (set_password salts afresh) would end every session of hers: Django checks a session against a
+    hash of the password on each request. Other tests run the command while this step's server is serving.
+    """
+    session = sessionid(step9, "alice")
+    again = run_python("-m", "workbook", "users", "9")
+    assert again.returncode == 0, again.stderr
+    request = urllib.request.Request(step9.http_url, headers=cookie_header(session))
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        assert '<strong id="username">alice</strong>' in response.read().decode()
+
+
+def test_demo_users_resets_a_password_that_was_changed(tmp_path):
+    """`demo_users` still resets: after alice's password changed by hand, the demo password works again."""
+    project = copy_of_step_9(tmp_path / "project")
+    assert run_python("manage.py", "migrate", "-v", "0", cwd=project).returncode == 0
+    assert run_python("manage.py", "demo_users", cwd=project).returncode == 0
+    change = ("from django.contrib.auth.models import User; u = User.objects.get(username='alice'); "
+              "u.set_password('something-else'); u.save()")
+    assert run_python("manage.py", "shell", "-c", change, cwd=project).returncode == 0
+    assert run_python("manage.py", "demo_users", cwd=project).returncode == 0
+    check = ("from django.contrib.auth import authenticate; "
+             "print(authenticate(username='alice', password='alice-password') is not None)")
+    done = run_python("manage.py", "shell", "-c", check, cwd=project)
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stdout + done.stderr
+
+
 def copy_of_step_9(into):
     for name in project_files(USERS.path):
         (into / name).parent.mkdir(parents=True, exist_ok=True)

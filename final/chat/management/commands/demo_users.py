@@ -18,7 +18,9 @@ class Command(BaseCommand):
             raise CommandError('the database has no user table yet: run `python manage.py migrate` first')
         for username, password in DEMO_USERS.items():
             user, _ = User.objects.get_or_create(username=username)
-            user.set_password(password)
-            user.save()
+            # A new hash would log out every browser where this user is logged in: reset only a changed password.
+            if not user.check_password(password):
+                user.set_password(password)
+                user.save()
             self.stdout.write(f'{username} / {password}')
         self.stdout.write('Log in at /accounts/login/ with one of these.')
