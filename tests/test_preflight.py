@@ -67,7 +67,7 @@ def test_a_ready_laptop_gets_a_tick_on_every_line_and_exit_0():
 def test_a_busy_port_is_a_cross_that_says_how_to_carry_on():
     """With something listening on $PORT, the port line is ✘, names the port and another, and the exit is 1."""
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", free_port()))
+        busy.bind(("127.0.0.1", 0))  # the kernel's pick: a free_port() probe could be taken before the bind
         busy.listen()
         port = busy.getsockname()[1]
         result = preflight({"PORT": str(port)})
@@ -139,7 +139,7 @@ def test_a_chromium_that_is_there_starts_headless_and_renders():
 def test_make_preflight_runs_from_the_system_python_inside_the_ready_virtualenv():
     """`make preflight` starts from python3 outside .venv/, carries on inside it, and says `make` in its advice."""
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", free_port()))
+        busy.bind(("127.0.0.1", 0))  # the kernel's pick: a free_port() probe could be taken before the bind
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(["make", "--no-print-directory", "preflight", f"PYTHON={sys._base_executable}"],

@@ -32,7 +32,13 @@ def login(base_url: str, username: str, password: str, timeout: float = 30) -> s
     if session is None:
         # The form came back: quote what it says (Django's errorlist), so a wrong password reads as one.
         said = re.search(r'class="errorlist[^"]*"[^>]*>\s*<li>(.*?)</li>', answer, re.S)
-        why = html.unescape(re.sub(r"<[^>]+>", "", said.group(1))).strip() if said else f"the form answered {landed}"
+        if said:
+            why = html.unescape(re.sub(r"<[^>]+>", "", said.group(1))).strip()
+        elif not landed.split("?")[0].endswith(LOGIN_PATH):
+            # Django ends a session whose password hash changed since the login (a reset, say) on its next request.
+            why = f"the login went through, then the server ended the session at {landed}: was the password reset?"
+        else:
+            why = "the form came back without saying why"
         raise WorkbookError(f"{username} could not log in at {base}{LOGIN_PATH} ({why}): "
                             "run `python -m workbook users` first")
     return session
