@@ -19,6 +19,9 @@ from workbook.servers.process import group_alive
 from workbook.servers.server import TIMEOUT
 
 STEPS = load_steps()
+# The doctor's modules: the tests that hold its findings to the failure catalogue read them from here, in one place,
+# so a move of the doctor cannot leave them reading nothing.
+DOCTOR_MODULES = sorted((ROOT / "workbook" / "doctor").glob("*.py"))
 # Process groups of every server a test started; none may be alive when the session ends.
 STARTED_GROUPS: list[int] = []
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

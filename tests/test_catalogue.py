@@ -7,7 +7,7 @@ import re
 import shutil
 
 import pytest
-from conftest import run_python
+from conftest import DOCTOR_MODULES, run_python
 
 from workbook import WorkbookError, catalogue, get_step
 from workbook.doctor.command import examine, report
@@ -35,9 +35,8 @@ def test_workbook_docs_check_passes_on_the_committed_page():
 
 def test_the_doctor_takes_every_fix_from_the_catalogue_and_names_only_catalogued_slugs():
     """No doctor module writes a fix of its own; every slug a Finding names has a catalogue entry."""
-    modules = sorted((ROOT / "workbook" / "doctor").glob("*.py"))
-    assert sum("Finding(" in path.read_text(encoding="utf-8") for path in modules) >= 2, "the doctor moved"
-    for path in modules:
+    assert sum("Finding(" in path.read_text(encoding="utf-8") for path in DOCTOR_MODULES) >= 2, "the doctor moved"
+    for path in DOCTOR_MODULES:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Finding":
                 assert len(node.args) == 3 and not node.keywords, f"{path.name}:{node.lineno} retypes a fix"

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import STARTED_GROUPS, need, run_python, steps
+from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, run_python, steps
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
@@ -749,7 +749,7 @@ def test_the_troubleshooting_page_quotes_each_pitfalls_messages_verbatim(pitfall
 
 def test_every_finding_the_doctor_can_name_has_an_entry_and_every_link_lands():
     """Each slug the doctor prints links to an anchor on the page; each link on the page has its anchor."""
-    sources = "".join(path.read_text() for path in (ROOT / "workbook" / "doctor").glob("*.py"))
+    sources = "".join(path.read_text() for path in DOCTOR_MODULES)
     named = set(re.findall(r'Finding\(\s*"([\w-]+)"', sources))
     assert len(named) >= 10, f"only {len(named)} findings found: did the doctor move?"
     named |= {"plain-text-frame", "missing-message-key"}
