@@ -22,12 +22,15 @@ from workbook import get_step
 from workbook.doctor.probe import STALE_COOKIE
 from workbook.errors import WorkbookError
 from workbook.registry import ROOT, project_files
+from workbook.servers import migrate
 from workbook.servers.migrate import STAMPS, migrate_if_needed
 from workbook.servers.process import group_alive
 from workbook.servers.server import TIMEOUT, Server, free_port
 
 FINAL = pytest.param(ROOT / "final", id="final")
 SESSION_KEY = STALE_COOKIE.partition("=")[2]
+# A migration file with nothing in it: enough to change what migrate has to do.
+EMPTY_MIGRATION = "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n    operations = []\n"
 
 
 def fresh_copy(project, into):
@@ -114,9 +117,53 @@ def test_a_second_start_does_not_migrate_again_but_a_deleted_database_is_migrate
     assert [migrate_if_needed(server), migrate_if_needed(server)] == [True, False]
     (copy / "db.sqlite3").unlink()
     assert migrate_if_needed(server) is True
-    (copy / "chat" / "migrations" / "0001_initial.py").write_text(
-        "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n    operations = []\n")
+    (copy / "chat" / "migrations" / "0001_initial.py").write_text(EMPTY_MIGRATION)
     assert [migrate_if_needed(server), migrate_if_needed(server)] == [True, False]
+
+
+def test_a_copy_of_a_migrated_project_starts_from_its_seed_and_a_changed_one_is_migrated(tmp_path, monkeypatch):
+    """A second copy gets the database migrate made for the first; one with another migration file runs migrate."""
+    first = fresh_copy(get_step(4), tmp_path / "first")
+    assert migrate_if_needed(Server(first)) is True
+    ran: list[Path] = []
+    real_migrate = migrate._migrate
+
+    def counted(project, *args):
+        ran.append(project)
+        return real_migrate(project, *args)
+
+    monkeypatch.setattr(migrate, "_migrate", counted)
+    second = fresh_copy(get_step(4), tmp_path / "second")
+    assert migrate_if_needed(Server(second)) is True and ran == []
+    tables = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    with sqlite3.connect(first / "db.sqlite3") as one, sqlite3.connect(second / "db.sqlite3") as two:
+        assert one.execute(tables).fetchall() == two.execute(tables).fetchall()
+        assert migrate.applied(str(second / "db.sqlite3")) == migrate.applied(str(first / "db.sqlite3")) > 0
+    assert migrate_if_needed(Server(second)) is False
+    third = fresh_copy(get_step(4), tmp_path / "third")
+    # A comment naming this run's directory: no earlier run can have left a seed for these migrations.
+    (third / "chat" / "migrations" / "0001_initial.py").write_text(EMPTY_MIGRATION + f"# {tmp_path}\n")
+    assert migrate_if_needed(Server(third)) is True and ran == [third]
+
+
+def test_a_database_that_held_data_before_migrate_is_never_kept_as_a_seed(tmp_path, monkeypatch):
+    """Migrating a database that already existed (rows and all) leaves no seed: the next copy runs migrate itself."""
+    used = fresh_copy(get_step(4), tmp_path / "used")
+    assert migrate_if_needed(Server(used)) is True
+    with sqlite3.connect(used / "db.sqlite3") as db:
+        db.execute("INSERT INTO django_session VALUES ('k', 'data', '2999-01-01')")
+    (used / "chat" / "migrations" / "0001_initial.py").write_text(EMPTY_MIGRATION + f"# {tmp_path}\n")
+    seeds = set(migrate.SEEDS.glob("*"))
+    assert migrate_if_needed(Server(used)) is True
+    assert set(migrate.SEEDS.glob("*")) == seeds
+    ran: list[Path] = []
+    real_migrate = migrate._migrate
+    monkeypatch.setattr(migrate, "_migrate", lambda project, *args: ran.append(project) or real_migrate(project, *args))
+    fresh = fresh_copy(get_step(4), tmp_path / "fresh")
+    (fresh / "chat" / "migrations" / "0001_initial.py").write_text(EMPTY_MIGRATION + f"# {tmp_path}\n")
+    assert migrate_if_needed(Server(fresh)) is True and ran == [fresh]
+    with sqlite3.connect(fresh / "db.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM django_session").fetchone() == (0,)
 
 
 def test_two_servers_of_one_project_starting_at_once_migrate_it_once(tmp_path):
@@ -184,8 +231,7 @@ def test_the_doctor_warns_of_a_migration_the_database_lacks_but_not_of_the_sessi
     """A migrated project that gains a migration file gets the unapplied-migrations warning, and exits 0."""
     copy = fresh_copy(get_step(4), tmp_path)
     assert migrate_if_needed(Server(copy)) is True
-    (copy / "chat" / "migrations" / "0001_initial.py").write_text(
-        "from django.db import migrations\n\n\nclass Migration(migrations.Migration):\n    operations = []\n")
+    (copy / "chat" / "migrations" / "0001_initial.py").write_text(EMPTY_MIGRATION)
     result = run_python("-m", "workbook", "doctor", str(copy))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning [unapplied-migrations] db.sqlite3 lacks 1 migration(s)" in result.stdout
