@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -238,3 +239,34 @@ def test_final_is_diffed_against_the_step_it_hardens_not_the_last_step():
     project = final()
     assert project.number == len(load_steps()) + 1
     assert previous(project).number == project.base == named
+
+
+async def test_a_served_step_reloads_an_edited_file_with_one_django_process_at_a_time(tmp_path, serve):
+    """With reload on, an edited consumer is served after Django restarts; the guard is runserver's outer process."""
+    import psutil
+
+    from workbook import client
+    from workbook.registry import project_files
+
+    copy = tmp_path / "04-routing"
+    for name in project_files(get_step(4).path):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(get_step(4).path / name, copy / name)
+    server = serve(copy, reload=True)
+    assert await client.echo(server.ws_url(), "before", quiet=True) == {"message": "before"}
+    consumer = copy / "chat" / "consumers.py"
+    edited = consumer.read_text().replace("'message': message,", "'message': message.upper(),")
+    deadline = time.monotonic() + TIMEOUT
+    # Django's reloader takes a file's first mtime as its baseline, once a second: write until it sees a change.
+    while "consumers.py changed, reloading." not in server.log_text():
+        assert time.monotonic() < deadline, server.log_text()[-500:]
+        consumer.write_text(edited)
+        await asyncio.sleep(0.3)
+    server.wait_for_log(r"consumers\.py changed, reloading\..*Quit the server with")
+    server.wait_ready()  # the new inner process listens again
+    assert await client.echo(server.ws_url(), "after", quiet=True) == {"message": "AFTER"}
+    runservers = [p for p in psutil.Process(server.pid).children(recursive=True) if "runserver" in p.cmdline()]
+    assert len(runservers) == 1 and runservers[0].environ().get("RUN_MAIN") == "true"
+    pgid, port = server.pid, server.port
+    server.stop()
+    assert not group_alive(pgid) and port_is_free(port)

@@ -28,7 +28,14 @@ class Step:
     changed: tuple[str, ...]
     teach: int  # minutes an instructor spends presenting the idea
     exercise: int  # minutes a learner spends building the step in learner mode
-    hints: tuple[str, ...] = field(default=())
+    # As steps.toml writes them: a {fix:SLUG} is filled in from the failure catalogue when `hints` is read, so
+    # `make step-N run` does not read the catalogue.
+    hint_texts: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def hints(self) -> tuple[str, ...]:
+        """The hints learner mode gives, one at a time, each fix taken from the failure catalogue."""
+        return tuple(_with_fixes(hint) for hint in self.hint_texts)
 
     @property
     def minutes(self) -> int:
@@ -76,7 +83,7 @@ def _step(entry: dict) -> Step:
         changed=tuple(entry.get("changed", ())),
         teach=entry.get("teach", entry.get("minutes", 0)),
         exercise=entry.get("exercise", 0),
-        hints=tuple(_with_fixes(hint) for hint in entry.get("hints", ())),
+        hint_texts=tuple(entry.get("hints", ())),
     )
 
 

@@ -1,8 +1,13 @@
-"""Run a server and take it down with its parent: `python -m workbook.servers.guard PARENT_PID -- CMD…`.
+"""Run a server and take it down with its parent: `python -m workbook.servers.guard PARENT_PID [--reloader] -- CMD…`.
 
 The runner starts every server through this guard in a process group of its own. If the process that
 asked for the server dies (a crashed test, a restarted Jupyter kernel), the guard stops the server, so
 nothing is left listening.
+
+With --reloader the guard also does the one job of the outer process of `manage.py runserver`: that process
+only starts the same command again with RUN_MAIN=true, and again each time it exits with 3 (a watched file
+changed). The guard is an outer process already, so it starts that inner one itself, and a step is served after
+one Django start-up instead of two (django/utils/autoreload.py: restart_with_reloader).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import sys
 import time
 
 POLL = 0.25
+# Django's autoreloader: the environment variable that marks the inner process, and its "start me again" exit code.
+RELOADER_ENV, RESTART = "RUN_MAIN", 3
 # How long a server may take to end after a Ctrl-C before the guard kills its group.
 GRACE = 2.0
 
@@ -50,9 +57,10 @@ def kill(processes: list) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parent, sep, *cmd = argv
+    reloader = "--reloader" in argv[1:2]
+    parent, sep, *cmd = [arg for index, arg in enumerate(argv) if not (index == 1 and reloader)]
     if sep != "--" or not cmd:
-        print("usage: python -m workbook.servers.guard PARENT_PID -- COMMAND…", file=sys.stderr)
+        print("usage: python -m workbook.servers.guard PARENT_PID [--reloader] -- COMMAND…", file=sys.stderr)
         return 2
     child: subprocess.Popen | None = None
 
@@ -68,8 +76,8 @@ def main(argv: list[str]) -> int:
         if os.name == "nt":
             kill(tree)
         else:
-            # Pass the signal on once to everything the server spawned (runserver's reloader child shares our
-            # group): SIGINT is a Ctrl-C, which every server here handles quietly.
+            # Pass the signal on once to everything the server spawned (its children share our group): SIGINT is
+            # a Ctrl-C, which every server here handles quietly.
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_IGN)
             os.killpg(0, signum)
@@ -84,13 +92,17 @@ def main(argv: list[str]) -> int:
     # server, whereas a handled one reverts to the default across exec, so the server's Ctrl-C works again.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    child = subprocess.Popen(cmd)
+    env = {**os.environ, RELOADER_ENV: "true"} if reloader else None
+    child = subprocess.Popen(cmd, env=env)
     watched = watch(int(parent))
-    while child.poll() is None:
-        if watched is None or not parent_alive(watched):
-            stop()
-        time.sleep(POLL)
-    return child.returncode
+    while True:
+        while child.poll() is None:
+            if watched is None or not parent_alive(watched):
+                stop()
+            time.sleep(POLL)
+        if not (reloader and child.returncode == RESTART):
+            return child.returncode
+        child = subprocess.Popen(cmd, env=env)
 
 
 if __name__ == "__main__":

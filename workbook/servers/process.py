@@ -28,6 +28,7 @@ class GuardedProcess:
 
     how = "process"  # what the state file says it is
     appends_log = False  # a log kept across runs (Redis) is appended to, not rewritten
+    reloads = False  # the guard restarts it when it exits with 3, as runserver's own outer process would
 
     def __init__(self, *, host: str, port: int, label: str, log_path: Path):
         self.host, self.port, self.label, self.log_path = host, port, label, log_path
@@ -76,7 +77,7 @@ class GuardedProcess:
         if not port_is_free(self.port, self.host):
             raise WorkbookError(self.busy())
         self.process = spawn_guarded(self.command(), self.log_path, cwd=self.cwd, env=self.environment(),
-                                     append=self.appends_log)
+                                     append=self.appends_log, reloader=self.reloads)
         self._record()
         try:
             self.wait_ready(timeout)
@@ -146,12 +147,16 @@ class GuardedProcess:
 
 
 def spawn_guarded(cmd: list[str], log_path: Path, cwd: Path | None = None, env: dict | None = None,
-                  append: bool = False) -> subprocess.Popen:
-    """Start `cmd` under workbook.servers.guard, in a process group of its own, its output going to `log_path`."""
+                  append: bool = False, reloader: bool = False) -> subprocess.Popen:
+    """Start `cmd` under workbook.servers.guard, in a process group of its own, its output going to `log_path`.
+
+    reloader=True: `cmd` is `manage.py runserver` with its autoreloader, and the guard is its outer process.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    guard = [sys.executable, "-m", "workbook.servers.guard", str(os.getpid()), "--", *cmd]
+    guard = [sys.executable, "-m", "workbook.servers.guard", str(os.getpid()), *(["--reloader"] if reloader else []),
+             "--", *cmd]
     group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
     with open(log_path, "ab" if append else "wb") as log:
         return subprocess.Popen(guard, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,

@@ -56,6 +56,10 @@ class Server(GuardedProcess):
         super().__init__(host=host, port=port, label=label,
                          log_path=log_path or STATE_DIR / "logs" / f"{label}-{how}-{port}.log")
 
+    @property
+    def reloads(self) -> bool:
+        return self.how == "runserver" and self.reload
+
     # --- addresses -----------------------------------------------------------
     @property
     def http_url(self) -> str:
