@@ -166,6 +166,18 @@ def test_a_database_that_held_data_before_migrate_is_never_kept_as_a_seed(tmp_pa
         assert db.execute("SELECT COUNT(*) FROM django_session").fetchone() == (0,)
 
 
+def test_a_database_path_the_settings_read_from_the_environment_is_migrated_where_it_points(tmp_path):
+    """final/ takes DJANGO_SQLITE_PATH: a server given another path gets that database migrated, not a stale stamp."""
+    copy = fresh_copy(ROOT / "final", tmp_path)
+    assert migrate_if_needed(Server(copy)) is True
+    elsewhere = tmp_path / "elsewhere.sqlite3"
+    moved = Server(copy, env={"DJANGO_SQLITE_PATH": str(elsewhere)})
+    assert [migrate_if_needed(moved), migrate_if_needed(moved)] == [True, False]
+    assert migrate.applied(str(elsewhere)) == migrate.applied(str(copy / "db.sqlite3")) > 0
+    stamps = "\n".join(path.read_text() for path in STAMPS.glob("*.json"))
+    assert str(elsewhere) in stamps and "DJANGO_SQLITE_PATH" not in stamps
+
+
 def test_two_servers_of_one_project_starting_at_once_migrate_it_once(tmp_path):
     """Started together, one server migrates while the other waits on the lock and then finds nothing to do."""
     copy = fresh_copy(get_step(5), tmp_path)

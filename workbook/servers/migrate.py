@@ -74,21 +74,30 @@ def applied(database: str | None) -> int | None:
         return None
 
 
+# An environment variable the settings file reads (final/ takes its database path from DJANGO_SQLITE_PATH).
+SETTING_FROM_ENV = re.compile(r"""(?:environ\.get|environ\[|getenv)\(?\s*['"](\w+)['"]""")
+
+
 def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
-    """Fingerprint what decides which migrations exist: interpreter, Django, settings, migration files."""
+    """Fingerprint what decides which migrations exist and where: interpreter, Django, settings, migration files."""
     digest = hashlib.sha256()
     settings = env.get("WORKBOOK_SETTINGS") or env.get("DJANGO_SETTINGS_MODULE") or settings_module(project)
     settings_file = project / (settings.replace(".", "/") + ".py")
     names = [n for n in project_files(project) if "/migrations/" in f"/{n}" and n.endswith(".py")]
+    texts = {}
     for name in [settings_file.relative_to(project).as_posix(), *names]:
         try:
-            digest.update(name.encode() + b"\0" + (project / name).read_bytes() + b"\0")
+            texts[name] = (project / name).read_bytes()
         except OSError:
-            digest.update(name.encode() + b"\0missing\0")
+            texts[name] = b"missing"
+        digest.update(name.encode() + b"\0" + texts[name] + b"\0")
+    # The values the settings file reads from the environment count too, hashed: a stamp must not hold a secret.
+    read = sorted(set(SETTING_FROM_ENV.findall(next(iter(texts.values())).decode("utf-8", "replace"))))
+    from_env = hashlib.sha256(json.dumps([[key, env.get(key)] for key in read]).encode()).hexdigest()
     django = None
     if os.path.abspath(python) == os.path.abspath(sys.executable):  # unresolved: a venv python resolves to its base
         django = django_version()
-    return {"python": python, "django": django, "settings": settings, "files": digest.hexdigest()}
+    return {"python": python, "django": django, "settings": settings, "files": digest.hexdigest(), "env": from_env}
 
 
 def django_version() -> str | None:
