@@ -67,6 +67,11 @@ class Run:
         self._boot_error: Exception | None = None
         self._drive: dict | None = None
         self._page: tuple[int, str] | None = None
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_close(self, func: Callable[[], None]) -> None:
+        """Have close() call `func`: a check that starts work in the background stops what is left of it there."""
+        self._on_close.append(func)
 
     def _env(self) -> dict[str, str]:
         path = os.pathsep.join([str(self.project), str(ROOT)])
@@ -156,6 +161,8 @@ class Run:
         return outcome, server.log_text()[before:]
 
     def close(self) -> None:
+        while self._on_close:
+            self._on_close.pop()()
         if self._booting is not None:
             self._booting.join()
         if self._server is not None and self._owns_server:
