@@ -16,9 +16,11 @@ from conftest import STEPS, need, run_python, steps
 from workbook import WorkbookError, get_step
 from workbook.diffs import changed_files
 from workbook.learner import workspace as learner
+from workbook.learner.check_base import Failed, Run, Unavailable
 from workbook.learner.checks import Result, checks_for, redis_shares_rooms, run_checks
+from workbook.learner.checks_groups import rooms_share_messages
 from workbook.registry import ROOT, previous
-from workbook.servers.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, Server, free_port
 
 # For each step: the file a learner forgets, and what the failing check's hint must name.
 PARTIAL = {
@@ -169,6 +171,18 @@ def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, 
     consumer.write_text(text)
     failure = first_failure(step, ws)
     assert failure is not None and HALF_ASYNC_HINTS[mistake] in failure.hint, failure
+
+
+def test_the_redis_check_is_not_run_when_one_servers_own_clients_do_not_share_a_room(monkeypatch):
+    """After the one-server room check fails, the two-server Redis check is reported as not run, starting nothing."""
+    need_redis_for(get_step(8))
+    run = Run(get_step(8).path, label="no-rooms")
+    monkeypatch.setattr(run, "websocket", lambda action: ({"a": "nothing", "b": "nothing"}, ""))
+    monkeypatch.setattr(Server, "start", lambda server: pytest.fail("the Redis check started a server"))
+    with pytest.raises(Failed, match="A heard 'nothing'"):
+        rooms_share_messages(run)
+    with pytest.raises(Unavailable, match="fix the failure above first"):
+        redis_shares_rooms(run)
 
 
 # Step 10 done with one mistake: (file, what the snapshot says, what the learner wrote instead, the hint's words).
