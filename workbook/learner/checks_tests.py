@@ -2,8 +2,7 @@
 
 Each run is `python manage.py test` in a throwaway copy of the project whose chat/consumers.py is the step's
 own consumer, whole or with one fault put in. The four runs start at once, in the background, the first time a
-check asks for one; each check waits only for the run it reads, and what is still running when the checks stop
-is stopped.
+check asks for one; each check waits for its own only, and Run.close() stops those nobody waited for.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,30 +165,22 @@ def finish(process: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> TestRun:
 
 
 class Runs:
-    """A project's tests, run on the correct consumer and on each broken copy, all started at once; key by fault."""
-
-    NAMES = ("correct", *FAULTS)
+    """A project's tests on the correct consumer and on each broken copy, all started at once; read one by fault."""
 
     def __init__(self, project: Path, python: str = sys.executable):
         self._scratch = tempfile.TemporaryDirectory(prefix="workbook-tests-")
-        self._started: dict[str, subprocess.Popen] = {}
-        self._done: dict[str, TestRun] = {}
-        try:
-            for name in self.NAMES:
-                consumer = reference_consumer() if name == "correct" else broken_consumer(name)
-                copy = copy_project(project, Path(self._scratch.name) / name, consumer)
-                # A broken copy only has to fail once: stop at the first failure.
-                self._started[name] = start_tests(copy, python, failfast=name != "correct")
-        except BaseException:
-            self.close()
-            raise
+        self._started, self._done = {}, {}  # by name: each Popen, and its TestRun once waited for
+        for name in ("correct", *FAULTS):
+            consumer = reference_consumer() if name == "correct" else broken_consumer(name)
+            copy = copy_project(project, Path(self._scratch.name) / name, consumer)
+            # A broken copy only has to fail once: stop at the first failure.
+            self._started[name] = start_tests(copy, python, failfast=name != "correct")
 
     def __getitem__(self, name: str) -> TestRun:
-        """Wait for one run (Ctrl-C while waiting stops them all: they sit in their own sessions)."""
         if name not in self._done:
             try:
                 self._done[name] = finish(self._started[name])
-            except BaseException:
+            except BaseException:  # Ctrl-C while waiting: the runs sit in their own sessions, so stop them here
                 self.close()
                 raise
         return self._done[name]
@@ -201,12 +191,7 @@ class Runs:
             if process.poll() is None:
                 _stop(process)
                 process.wait()
-            for log in process.logs:
-                log.close()
         self._scratch.cleanup()
-
-
-_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _test_sources(project: Path) -> str:
@@ -216,12 +201,12 @@ def _test_sources(project: Path) -> str:
 
 
 def _runs(run: Run) -> Runs:
-    if run not in _RUNS:
+    if getattr(run, "test_runs", None) is None:
         if not _test_sources(run.project):
             raise Failed(f"{TESTS} does not exist", "create it: start from steps/11-tests/chat/tests.py's imports")
-        _RUNS[run] = Runs(run.project)
-        run.on_close(_RUNS[run].close)
-    return _RUNS[run]
+        run.test_runs = Runs(run.project)
+        run.on_close.append(run.test_runs.close)
+    return run.test_runs
 
 
 @check("`python manage.py test` passes against the step's consumer", served=IN_PROCESS)
