@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import HOWS, run_python
@@ -36,23 +37,32 @@ async def conversation(server) -> list[str]:
             await heard(name, ws)
         await client.send_json(bob, {"message": 42}, quiet=True)
         await heard("alice", alice)
-    for frame in BAD_FRAMES:
-        async with await client.open_socket(server.ws_url("/ws/chat/kitchen/"), quiet=True) as ws:
+
+    async def bad(n, frame):
+        # Each in a room of its own, so they can go at once: daphne notices a crashed consumer once a second.
+        async with await client.open_socket(server.ws_url(f"/ws/chat/bad-{n}/"), quiet=True) as ws:
             await ws.send(frame)
             try:
                 await asyncio.wait_for(ws.recv(), 10)
-                seen.append(f"{frame!r}: answered")
+                return f"{frame!r}: answered"
             except ConnectionClosed as closed:
-                seen.append(f"{frame!r}: closed {closed.rcvd.code if closed.rcvd else None}")
-    for path in ("/ws/chat/no%20spaces/", "/ws/elsewhere/"):
-        seen.append(f"{path}: HTTP {await client.handshake_status(server.ws_url(path), quiet=True)}")
+                return f"{frame!r}: closed {closed.rcvd.code if closed.rcvd else None}"
+
+    async def refused(path):
+        return f"{path}: HTTP {await client.handshake_status(server.ws_url(path), quiet=True)}"
+
+    seen += await asyncio.gather(*(bad(n, frame) for n, frame in enumerate(BAD_FRAMES)),
+                                 *(refused(path) for path in ("/ws/chat/no%20spaces/", "/ws/elsewhere/")))
     return seen
 
 
 @pytest.mark.parametrize("how", HOWS)
 async def test_steps_07_and_08_hold_the_same_conversation(how, serve):
     """The same scripted exchange against step 07 and step 08 gives the same transcript, frame for frame."""
-    transcripts = [await conversation(serve(step, how=how, env={"REDIS_URL": ""})) for step in (REDIS, ASYNC_JSON)]
+    # The two servers start, and hold their conversations, side by side: they share nothing.
+    servers = await asyncio.gather(*(asyncio.to_thread(serve, step, how=how, env={"REDIS_URL": ""})
+                                     for step in (REDIS, ASYNC_JSON)))
+    transcripts = await asyncio.gather(*map(conversation, servers))
     assert transcripts[0] == transcripts[1]
     assert "bob <<< {\"message\": \"soup is ready\"}" in transcripts[1]
     assert "alice <<< {\"message\": 42}" in transcripts[1]
@@ -85,7 +95,9 @@ def test_step_08s_consumer_is_async_and_json_where_step_07s_is_sync():
         "[inspect.iscoroutinefunction(getattr(C, m)) for m in ('connect', 'disconnect', 'chat_message')])"
     )
     env = {"DJANGO_SETTINGS_MODULE": "mychannels.settings"}
-    seen = [run_python("-c", probe, cwd=step.path, env=env).stdout.strip() for step in (REDIS, ASYNC_JSON)]
+    with ThreadPoolExecutor(2) as pool:  # two interpreters loading Django: side by side
+        seen = [done.stdout.strip() for done in pool.map(
+            lambda step: run_python("-c", probe, cwd=step.path, env=env), (REDIS, ASYNC_JSON))]
     assert seen == [
         "['WebsocketConsumer', 'SyncConsumer', 'AsyncConsumer'] [False, False, False]",
         "['AsyncJsonWebsocketConsumer', 'AsyncWebsocketConsumer', 'AsyncConsumer'] [True, True, True]",

@@ -16,9 +16,11 @@ from conftest import STEPS, need, run_python, steps
 from workbook import WorkbookError, get_step
 from workbook.diffs import changed_files
 from workbook.learner import workspace as learner
-from workbook.learner.checks import checks_for, redis_shares_rooms
+from workbook.learner.check_base import Failed, Run, Unavailable
+from workbook.learner.checks import Result, checks_for, redis_shares_rooms, run_checks
+from workbook.learner.checks_groups import rooms_share_messages
 from workbook.registry import ROOT, previous
-from workbook.servers.server import TIMEOUT, free_port
+from workbook.servers.server import TIMEOUT, Server, free_port
 
 # For each step: the file a learner forgets, and what the failing check's hint must name.
 PARTIAL = {
@@ -60,6 +62,23 @@ def need_redis_for(step) -> None:
     """Step 7's check runs two servers on a real Redis: skip on a laptop without one, fail in CI."""
     if redis_shares_rooms in checks_for(step):
         need(shutil.which("redis-server") is not None, "redis-server", "install it (e.g. apt install redis-server)")
+
+
+class Stop(Exception):
+    """Raised from run_checks' report at the first failing check: the checks after it are not run."""
+
+
+def first_failure(step, ws) -> Result | None:
+    """Check the workspace as `check` does, up to the first failing check (whose hint a learner reads first)."""
+    def report(result: Result) -> None:
+        if result.status == "fail":
+            raise Stop(result)
+
+    try:
+        run_checks(step, ws, report=report)
+    except Stop as stop:
+        return stop.args[0]
+    return None
 
 
 def backups(ws):
@@ -104,8 +123,8 @@ def test_doing_the_steps_real_changes_passes_its_check(step, ws, capsys):
     pytest.param(step, id=step.id, marks=[pytest.mark.redis] * (redis_shares_rooms in checks_for(step)))
     for step in STEPS if step.number in PARTIAL
 ])
-def test_half_done_step_fails_with_the_hint_that_names_what_is_missing(step, ws, capsys):
-    """Leaving out one file of the step fails its check, and the hint names what is missing."""
+def test_half_done_step_fails_with_the_hint_that_names_what_is_missing(step, ws):
+    """Leaving out one file of the step fails its check, and the first hint names what is missing."""
     need_redis_for(step)
     leave_out, named = PARTIAL[step.number]
     learner.start(step.number)
@@ -113,11 +132,8 @@ def test_half_done_step_fails_with_the_hint_that_names_what_is_missing(step, ws,
     if step.number in HALF_DONE:
         name, done, undone = HALF_DONE[step.number]
         (ws / name).write_text((ws / name).read_text().replace(done, undone))
-    code = learner.check()
-    out = capsys.readouterr().out
-    assert code == 1, out
-    hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
-    assert hints and named in hints[0], out
+    failure = first_failure(step, ws)
+    assert failure is not None and named in failure.hint, failure
 
 
 # Step 8 converted halfway: (what the snapshot's consumer says, what the learner wrote instead, the hint's words).
@@ -141,7 +157,7 @@ HALF_ASYNC_HINTS = {
 
 
 @pytest.mark.parametrize("mistake", sorted(HALF_ASYNC))
-def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, ws, capsys):
+def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, ws):
     """A missing await, a plain def, a leftover receive() or a time.sleep each fail step 8 with their own hint."""
     step = get_step(8)
     need_redis_for(step)
@@ -153,11 +169,20 @@ def test_step_8_converted_halfway_fails_with_the_hint_for_that_mistake(mistake, 
         assert done in text
         text = text.replace(done, undone, 1)
     consumer.write_text(text)
-    code = learner.check()
-    out = capsys.readouterr().out
-    assert code == 1, out
-    hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
-    assert hints and HALF_ASYNC_HINTS[mistake] in hints[0], out
+    failure = first_failure(step, ws)
+    assert failure is not None and HALF_ASYNC_HINTS[mistake] in failure.hint, failure
+
+
+def test_the_redis_check_is_not_run_when_one_servers_own_clients_do_not_share_a_room(monkeypatch):
+    """After the one-server room check fails, the two-server Redis check is reported as not run, starting nothing."""
+    need_redis_for(get_step(8))
+    run = Run(get_step(8).path, label="no-rooms")
+    monkeypatch.setattr(run, "websocket", lambda action: ({"a": "nothing", "b": "nothing"}, ""))
+    monkeypatch.setattr(Server, "start", lambda server: pytest.fail("the Redis check started a server"))
+    with pytest.raises(Failed, match="A heard 'nothing'"):
+        rooms_share_messages(run)
+    with pytest.raises(Unavailable, match="fix the failure above first"):
+        redis_shares_rooms(run)
 
 
 # Step 10 done with one mistake: (file, what the snapshot says, what the learner wrote instead, the hint's words).
@@ -172,7 +197,7 @@ HALF_HISTORY = {
 
 
 @pytest.mark.parametrize("mistake", sorted(HALF_HISTORY))
-def test_step_10_with_one_mistake_fails_with_the_hint_for_that_mistake(mistake, ws, capsys):
+def test_step_10_with_one_mistake_fails_with_the_hint_for_that_mistake(mistake, ws):
     """A sync create, a lazy foreign key, newest-first history or a missing migration each get their own hint."""
     step = get_step(10)
     learner.start(10)
@@ -182,11 +207,8 @@ def test_step_10_with_one_mistake_fails_with_the_hint_for_that_mistake(mistake, 
         text = (ws / name).read_text()
         assert done in text
         (ws / name).write_text(text.replace(done, undone, 1))
-    code = learner.check()
-    out = capsys.readouterr().out
-    assert code == 1, out
-    hints = [line for line in out.splitlines() if line.strip().startswith("hint:")]
-    assert hints and hint in hints[0], out
+    failure = first_failure(step, ws)
+    assert failure is not None and hint in failure.hint, failure
 
 
 def test_routing_without_the_routing_module_names_the_file_line_and_missing_module(ws, capsys):

@@ -8,8 +8,7 @@ each at most once.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
+import importlib.util  # binds importlib too
 import json
 import os
 import subprocess
@@ -67,6 +66,7 @@ class Run:
         self._boot_error: Exception | None = None
         self._drive: dict | None = None
         self._page: tuple[int, str] | None = None
+        self.on_close: list[Callable[[], None]] = []  # close() calls each: checks stop their background work there
 
     def _env(self) -> dict[str, str]:
         path = os.pathsep.join([str(self.project), str(ROOT)])
@@ -156,6 +156,8 @@ class Run:
         return outcome, server.log_text()[before:]
 
     def close(self) -> None:
+        for stop in self.on_close:
+            stop()
         if self._booting is not None:
             self._booting.join()
         if self._server is not None and self._owns_server:
@@ -180,7 +182,7 @@ def check(name: str, served: tuple[str, ...] = SERVED) -> Callable[[CheckFunc], 
 
 
 class Unavailable(Exception):
-    """A check cannot run on this machine (e.g. no redis-server): it is reported as not run, with why."""
+    """A check cannot run (no redis-server, or a failure above decides it): it is reported as not run, with why."""
 
 
 def _probe(package: str) -> int:

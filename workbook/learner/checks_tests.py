@@ -1,8 +1,8 @@
 """The checks of step 11: the learner's own tests pass on a correct consumer and fail on broken copies of it.
 
 Each run is `python manage.py test` in a throwaway copy of the project whose chat/consumers.py is the step's
-own consumer, whole or with one fault put in. The four runs go at once, in the background, the first time a
-check asks for them.
+own consumer, whole or with one fault put in. The four runs start at once, in the background, the first time a
+check asks for one; each check waits for its own only, and Run.close() stops those nobody waited for.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,26 +164,34 @@ def finish(process: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> TestRun:
     return TestRun(1 if hung else process.returncode, printed[0], printed[1] + hung)
 
 
-def run_against(project: Path, python: str = sys.executable) -> dict[str, TestRun]:
-    """Run a project's tests on the correct consumer and on each broken copy, all at once; key them by fault."""
-    with tempfile.TemporaryDirectory(prefix="workbook-tests-") as scratch:
-        started = {}
+class Runs:
+    """A project's tests on the correct consumer and on each broken copy, all started at once; read one by fault."""
+
+    def __init__(self, project: Path, python: str = sys.executable):
+        self._scratch = tempfile.TemporaryDirectory(prefix="workbook-tests-")
+        self._started, self._done = {}, {}  # by name: each Popen, and its TestRun once waited for
         for name in ("correct", *FAULTS):
             consumer = reference_consumer() if name == "correct" else broken_consumer(name)
-            copy = copy_project(project, Path(scratch) / name, consumer)
+            copy = copy_project(project, Path(self._scratch.name) / name, consumer)
             # A broken copy only has to fail once: stop at the first failure.
-            started[name] = start_tests(copy, python, failfast=name != "correct")
-        try:
-            return {name: finish(process) for name, process in started.items()}
-        finally:
-            # Ctrl-C while waiting: the runs sit in their own sessions, so stop them here, by group.
-            for process in started.values():
-                if process.poll() is None:
-                    _stop(process)
-                    process.wait()
+            self._started[name] = start_tests(copy, python, failfast=name != "correct")
 
+    def __getitem__(self, name: str) -> TestRun:
+        if name not in self._done:
+            try:
+                self._done[name] = finish(self._started[name])
+            except BaseException:  # Ctrl-C while waiting: the runs sit in their own sessions, so stop them here
+                self.close()
+                raise
+        return self._done[name]
 
-_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    def close(self) -> None:
+        """Stop the runs nobody waited for, and remove their copies."""
+        for process in self._started.values():
+            if process.poll() is None:
+                _stop(process)
+                process.wait()
+        self._scratch.cleanup()
 
 
 def _test_sources(project: Path) -> str:
@@ -193,12 +200,13 @@ def _test_sources(project: Path) -> str:
     return "\n".join(path.read_text(encoding="utf-8") for path in files)
 
 
-def _runs(run: Run) -> dict[str, TestRun]:
-    if run not in _RUNS:
+def _runs(run: Run) -> Runs:
+    if getattr(run, "test_runs", None) is None:
         if not _test_sources(run.project):
             raise Failed(f"{TESTS} does not exist", "create it: start from steps/11-tests/chat/tests.py's imports")
-        _RUNS[run] = run_against(run.project)
-    return _RUNS[run]
+        run.test_runs = Runs(run.project)
+        run.on_close.append(run.test_runs.close)
+    return run.test_runs
 
 
 @check("`python manage.py test` passes against the step's consumer", served=IN_PROCESS)
