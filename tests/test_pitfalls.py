@@ -484,16 +484,15 @@ async def test_a_group_call_without_await_sends_nothing_and_only_daphne_at_v2_sa
     """Nobody hears the message; runserver's log is silent, the trace shows no send, daphne -v 2 prints the warning."""
     project = variant("forgot-await")
     quiet = serve(project, trace=True)
-    await _unheard(quiet)
-    events = [(e.direction, e.type) for e in parse(quiet.wait_for_log(r"websocket\.disconnect").string)]
-    assert ("received", "websocket.receive") in events and ("sent", "websocket.send") not in events
-    assert "never awaited" not in quiet.log_text()
-
     verbose = VerboseDaphne(project, how="daphne")
     try:
         verbose.start()
         STARTED_GROUPS.append(verbose.pid)
-        await _unheard(verbose)
+        # Each server's bounded wait for nothing runs at the same time as the other's.
+        await asyncio.gather(_unheard(quiet), _unheard(verbose))
+        events = [(e.direction, e.type) for e in parse(quiet.wait_for_log(r"websocket\.disconnect").string)]
+        assert ("received", "websocket.receive") in events and ("sent", "websocket.send") not in events
+        assert "never awaited" not in quiet.log_text()
         verbose.wait_for_log(
             r"builtins\.RuntimeWarning: coroutine 'InMemoryChannelLayer\.group_send' was never awaited")
     finally:
