@@ -15,7 +15,7 @@ from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, run_python, steps
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
-from workbook import client, get_step
+from workbook import Step, client, get_step
 from workbook.diffs import changed_files, diff
 from workbook.doctor.pitfalls import load_pitfalls, materialise
 from workbook.doctor.probe import probe
@@ -42,6 +42,37 @@ def reproduces(slug: str):
 def variant(tmp_path):
     """Materialise a pitfall's broken project into this test's temporary directory."""
     return lambda slug: materialise(slug, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """Serve a pitfall's broken project, or a step, once per module for the tests that only read from it.
+
+    `shared(slug_or_step, how)`; how "https" is the daphne CLI over TLS. A test reading the log passes
+    `after=since(server)` to wait_for_log, so a line an earlier test caused cannot satisfy it.
+    """
+    from workbook.servers.https import HttpsServer
+
+    started: dict[tuple, Server] = {}
+
+    def get(what: str | Step, how: str = "runserver") -> Server:
+        key = (getattr(what, "id", what), how)
+        server = started.get(key)
+        if server is None or not server.running:
+            project = what.path if isinstance(what, Step) else materialise(what, tmp_path_factory.mktemp(what))
+            server = started[key] = HttpsServer(project) if how == "https" else Server(project, how=how)
+            server.start()
+            STARTED_GROUPS.append(server.pid)
+        return server
+
+    yield get
+    for server in started.values():
+        server.stop()
+
+
+def since(server) -> int:
+    """Return where the server's log ends now: what a test waits for must come after it."""
+    return len(server.log_text())
 
 
 def doctor(*args) -> subprocess.CompletedProcess:
@@ -150,7 +181,7 @@ def test_a_malformed_patch_is_refused_with_the_line_that_is_wrong():
 # --- the doctor on project directories ------------------------------------------------------------------
 @pytest.mark.parametrize("pitfall", PITFALLS, ids=lambda p: p.slug)
 def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant, capsys):
-    """`doctor PATH` names the pitfall with its fix, and exits 1 for a problem, 0 for a warning."""
+    """`doctor PATH` names the pitfall as a problem (exit 1) or a warning (exit 0), with its catalogue fix."""
     project = variant(pitfall.slug)
     with socket.socket() as busy:
         args = [project]
@@ -161,8 +192,9 @@ def test_the_doctor_names_each_pitfall_in_its_project(pitfall, variant, capsys):
         if pitfall.slug == "no-session-table":
             (project / "db.sqlite3").touch()  # as `manage.py runserver` leaves it: there, but without tables
         result = doctor_here(capsys, *args)
-    assert f"[{pitfall.slug}]" in result.stdout, result.stdout + result.stderr
-    assert "fix: " in result.stdout and f"#{pitfall.slug})" in result.stdout
+    kind = "warning" if pitfall.slug in WARNINGS else "problem"
+    assert f"{kind} [{pitfall.slug}]" in result.stdout, result.stdout + result.stderr
+    assert f"fix: {pitfall.fix} (docs/troubleshooting.md#{pitfall.slug})" in result.stdout, result.stdout
     assert result.returncode == (0 if pitfall.slug in WARNINGS else 1), result.stdout
 
 
@@ -178,12 +210,12 @@ def test_every_clean_project_gets_a_clean_bill_of_health(project, capsys):
     assert "=> healthy" in result.stdout
 
 
-def test_the_doctor_falls_back_to_the_text_when_the_project_does_not_load(variant):
+def test_the_doctor_falls_back_to_the_text_when_the_project_does_not_load(variant, capsys):
     """A project whose settings crash is still checked: the crash and the text-level pitfalls are named."""
     project = variant("no-daphne-app")
     settings = project / "mychannels" / "settings.py"
     settings.write_text(settings.read_text() + "\nimport a_package_nobody_installed  # noqa\n")
-    result = doctor(project)
+    result = doctor_here(capsys, project)
     assert result.returncode == 1
     assert "[project-does-not-load]" in result.stdout and "a_package_nobody_installed" in result.stdout
     assert "[no-daphne-app] INSTALLED_APPS has no 'daphne' (read from settings.py)" in result.stdout
@@ -200,11 +232,12 @@ def test_the_doctor_says_what_to_do_with_a_directory_that_is_not_a_project(tmp_p
 
 # --- each pitfall for real: a real server, a real client ------------------------------------------------
 @reproduces("no-daphne-app")
-async def test_without_daphne_runserver_is_wsgi_and_answers_404(variant, serve):
+async def test_without_daphne_runserver_is_wsgi_and_answers_404(shared):
     """runserver prints Django's plain banner and answers the websocket handshake with 404."""
-    server = serve(variant("no-daphne-app"))
+    server = shared("no-daphne-app")
+    start = since(server)
     assert await client.handshake_status(server.ws_url(), quiet=True) == 404
-    log = server.wait_for_log(r'"GET /ws/chat/ HTTP/1.1" 404').string
+    log = server.wait_for_log(r'"GET /ws/chat/ HTTP/1.1" 404', after=start).string
     assert f"Starting development server at {server.http_url}" in log and "Not Found: /ws/chat/" in log
     assert "ASGI/Daphne" not in log
     assert slugs(await probe(server.ws_url())) == {"no-daphne-app"}
@@ -240,13 +273,13 @@ async def test_a_route_without_as_asgi_answers_500(variant, serve):
 
 
 @reproduces("path-mismatch")
-async def test_the_pages_path_finds_no_route_and_gets_500(variant, serve):
+async def test_the_pages_path_finds_no_route_and_gets_500(shared):
     """The page's /ws/chat (no slash) is not routed: HTTP 500, not 404, and "No route found" in the log."""
-    project = variant("path-mismatch")
-    assert "location.host + '/ws/chat');" in (project / "templates" / "index.html").read_text()
-    server = serve(project)
+    server = shared("path-mismatch")
+    assert "location.host + '/ws/chat');" in (server.project / "templates" / "index.html").read_text()
+    start = since(server)
     assert await client.handshake_status(server.ws_url("/ws/chat"), quiet=True) == 500
-    server.wait_for_log(r"ValueError: No route found for path 'ws/chat'\.")
+    server.wait_for_log(r"ValueError: No route found for path 'ws/chat'\.", after=start)
     [finding] = await probe(server.ws_url("/ws/chat"))
     assert finding.slug == "handshake-500" and "[path-mismatch]" in finding.what
 
@@ -287,50 +320,51 @@ async def test_a_client_without_origin_is_refused_with_403(variant, serve):
 
 
 @reproduces("never-accepts")
-async def test_a_consumer_that_never_accepts_leaves_the_client_hanging(variant, serve):
+async def test_a_consumer_that_never_accepts_leaves_the_client_hanging(shared):
     """The handshake gets no answer; daphne drops it after its 5 s timeout and the consumer sees 1006."""
-    server = serve(variant("never-accepts"))
+    server = shared("never-accepts")
+    start = since(server)
 
     async def plain_client():
         with pytest.raises(InvalidMessage, match="did not receive a valid HTTP response"):
             await client.open_socket(server.ws_url(), origin=server.http_url.rstrip("/"), quiet=True)
 
     found, _ = await asyncio.gather(probe(server.ws_url()), plain_client())
-    log = server.wait_for_log(r"a client disconnected, close code 1006").string
-    assert "WebSocket DISCONNECT /ws/chat/" in log and "WebSocket CONNECT /ws/chat/" not in log
+    log = server.wait_for_log(r"a client disconnected, close code 1006", after=start).string
+    assert "WebSocket DISCONNECT /ws/chat/" in log[start:] and "WebSocket CONNECT /ws/chat/" not in log
     assert slugs(found) == {"never-accepts"}
 
 
 @reproduces("plain-text-frame")
-async def test_a_plain_text_frame_closes_the_socket_with_1011(variant, serve):
+async def test_a_plain_text_frame_closes_the_socket_with_1011(shared):
     """What the broken page sends, plain text, makes the consumer raise: close code 1011."""
-    project = variant("plain-text-frame")
-    assert "chatSocket.send(message);" in (project / "templates" / "index.html").read_text()
-    server = serve(project)
+    server = shared("plain-text-frame")
+    assert "chatSocket.send(message);" in (server.project / "templates" / "index.html").read_text()
+    start = since(server)
     async with await client.open_socket(server.ws_url(), origin=server.http_url.rstrip("/"), quiet=True) as ws:
         await client.send_text(ws, "hello", quiet=True)
         assert await client.wait_closed(ws, quiet=True) == 1011
-    server.wait_for_log(r"json\.decoder\.JSONDecodeError: Expecting value: line 1 column 1 \(char 0\)")
+    server.wait_for_log(r"json\.decoder\.JSONDecodeError: Expecting value: line 1 column 1 \(char 0\)", after=start)
     assert "plain-text-frame" in slugs(await probe(server.ws_url(), frames=True))
 
 
 @reproduces("missing-message-key")
-async def test_json_without_message_closes_the_socket_with_1011(variant, serve):
+async def test_json_without_message_closes_the_socket_with_1011(shared):
     """What the broken page sends, {"text": …}, makes the consumer raise KeyError: close code 1011."""
-    project = variant("missing-message-key")
-    assert "JSON.stringify({ text: message })" in (project / "templates" / "index.html").read_text()
-    server = serve(project)
+    server = shared("missing-message-key")
+    assert "JSON.stringify({ text: message })" in (server.project / "templates" / "index.html").read_text()
+    start = since(server)
     async with await client.open_socket(server.ws_url(), origin=server.http_url.rstrip("/"), quiet=True) as ws:
         await client.send_json(ws, {"text": "hello"}, quiet=True)
         assert await client.wait_closed(ws, quiet=True) == 1011
-    server.wait_for_log(r"KeyError: 'message'")
+    server.wait_for_log(r"KeyError: 'message'", after=start)
     assert "missing-message-key" in slugs(await probe(server.ws_url(), frames=True))
 
 
 @reproduces("port-in-use")
-def test_a_second_server_on_a_busy_port_does_not_start(serve):
+def test_a_second_server_on_a_busy_port_does_not_start(shared, serve, capsys):
     """The workbook, daphne's runserver and the daphne CLI each say the port is taken."""
-    first = serve(step5())
+    first = shared(step5())
     with pytest.raises(WorkbookError, match=rf"port {first.port} is busy \(.* is still running there\): stop it"):
         serve(step5(), port=first.port)
     netloc = f"127.0.0.1:{first.port}"
@@ -342,7 +376,7 @@ def test_a_second_server_on_a_busy_port_does_not_start(serve):
                         cwd=step5().path)
     assert daphne.returncode == 1
     assert re.search(busy, daphne.stderr), daphne.stderr
-    result = doctor(step5().path, "--port", first.port)
+    result = doctor_here(capsys, step5().path, "--port", first.port)
     assert result.returncode == 1 and f"[port-in-use] port {first.port} is in use by 05-js-client" in result.stdout
 
 
@@ -365,9 +399,6 @@ async def test_a_stale_sessionid_cookie_gets_500_until_the_database_is_migrated(
                           r"apply the migrations for app\(s\): admin, auth, contenttypes, sessions\.$", log, re.M)) == (
         how == "runserver")
     assert slugs(await probe(server.ws_url())) == {"no-session-table"}
-    found = doctor(project)
-    assert found.returncode == 1 and "problem [no-session-table]" in found.stdout, found.stdout
-    assert "fix: run `python manage.py migrate` in the project" in found.stdout
     server.stop()
     migrated = serve(project, how=how)
     with_cookie["Origin"] = migrated.http_url.rstrip("/")
@@ -387,11 +418,11 @@ async def _lobby_across(one, two) -> tuple[object, object, object]:
     ):
         await client.send_json(sender, {"message": "anyone there?"}, quiet=True)
         got = [await client.receive(sender, quiet=True), await client.receive(neighbour, quiet=True)]
-        try:
-            # Proving an absence needs a bounded wait: the sender's own process delivered within milliseconds.
-            got.append(await client.receive(elsewhere, timeout=2, quiet=True))
-        except TimeoutError:
-            got.append(None)
+        # The layer had queued the message for every member before the sender got it back: had it reached
+        # `elsewhere`, it would come before the reply to elsewhere's own message.
+        await client.send_json(elsewhere, {"message": "only me?"}, quiet=True)
+        first = await client.receive(elsewhere, quiet=True)
+        got.append(None if first == {"message": "only me?"} else first)
     return tuple(got)
 
 
@@ -404,7 +435,7 @@ async def test_the_in_memory_layer_loses_messages_between_two_processes(variant,
 
 
 @pytest.mark.redis
-async def test_the_redis_layer_carries_the_message_to_the_other_process(serve):
+async def test_the_redis_layer_carries_the_message_to_the_other_process(serve, monkeypatch, capsys):
     """The fix, step 7 with REDIS_URL: the client on the other process gets the message too."""
     from workbook.servers.redis import GET_REDIS, RedisServer, binary
 
@@ -414,16 +445,18 @@ async def test_the_redis_layer_carries_the_message_to_the_other_process(serve):
         step7 = get_step(7)
         sent = {"message": "anyone there?"}
         assert await _lobby_across(serve(step7, env=env), serve(step7, env=env)) == (sent, sent, sent)
-        healthy = run_python("-m", "workbook", "doctor", str(step7.path), env=env)
+        monkeypatch.setenv("REDIS_URL", redis.url)
+        healthy = doctor_here(capsys, step7.path)
         assert healthy.returncode == 0 and "inmemory" not in healthy.stdout, healthy.stdout
 
 
-def test_the_doctor_says_when_the_redis_of_the_channel_layer_does_not_answer():
+def test_the_doctor_says_when_the_redis_of_the_channel_layer_does_not_answer(monkeypatch, capsys):
     """Step 7 pointed at a port where no Redis listens: the doctor names redis-unreachable and exits 1."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    result = run_python("-m", "workbook", "doctor", str(get_step(7).path), env={"REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    result = doctor_here(capsys, get_step(7).path)
     assert result.returncode == 1
     assert f"problem [redis-unreachable] CHANNEL_LAYERS uses Redis at 127.0.0.1:{port}" in result.stdout
 
@@ -451,16 +484,15 @@ async def test_a_group_call_without_await_sends_nothing_and_only_daphne_at_v2_sa
     """Nobody hears the message; runserver's log is silent, the trace shows no send, daphne -v 2 prints the warning."""
     project = variant("forgot-await")
     quiet = serve(project, trace=True)
-    await _unheard(quiet)
-    events = [(e.direction, e.type) for e in parse(quiet.wait_for_log(r"websocket\.disconnect").string)]
-    assert ("received", "websocket.receive") in events and ("sent", "websocket.send") not in events
-    assert "never awaited" not in quiet.log_text()
-
     verbose = VerboseDaphne(project, how="daphne")
     try:
         verbose.start()
         STARTED_GROUPS.append(verbose.pid)
-        await _unheard(verbose)
+        # Each server's bounded wait for nothing runs at the same time as the other's.
+        await asyncio.gather(_unheard(quiet), _unheard(verbose))
+        events = [(e.direction, e.type) for e in parse(quiet.wait_for_log(r"websocket\.disconnect").string)]
+        assert ("received", "websocket.receive") in events and ("sent", "websocket.send") not in events
+        assert "never awaited" not in quiet.log_text()
         verbose.wait_for_log(
             r"builtins\.RuntimeWarning: coroutine 'InMemoryChannelLayer\.group_send' was never awaited")
     finally:
@@ -538,9 +570,9 @@ def _wait_seen(page, seen: list[str], text: str) -> None:
     ("never-accepts", None, 1006, r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: "
                                   r"Error during WebSocket handshake: net::ERR_CONNECTION_RESET"),
 ])
-def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_with, console, variant, serve):
+def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_with, console, shared):
     """The broken project's page, in Chromium, ends with the close code and console error the docs quote."""
-    server = serve(variant(slug))
+    server = shared(slug)
     with _chromium() as browser:
         page = browser.new_page()
         seen = _watch(page)
@@ -577,57 +609,41 @@ def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_
     server.wait_for_log(r"no such table: django_session")
 
 
-def _open_over_https(project, wait_for: str) -> tuple[list[str], str]:
-    """Serve `project` over https as chat.test, open its page in Chromium; return (console, socket state)."""
-    from workbook.servers.https import HttpsServer
-
+def _open_over_https(server, wait_for: str) -> tuple[list[str], str]:
+    """Open the page of `server` (over https) as chat.test in Chromium; return (console, socket state)."""
     # 127.0.0.1 and localhost count as secure to a browser, so the site gets a public-looking name.
     rules = ["--host-resolver-rules=MAP chat.test 127.0.0.1", "--disable-features=LocalNetworkAccessChecks"]
-    server = HttpsServer(project)
-    try:
-        server.start()
-        STARTED_GROUPS.append(server.pid)
-        public, real = f"https://chat.test:{server.port}", server.http_url.rstrip("/")
-        with _chromium(*rules) as browser:
-            page = browser.new_context(ignore_https_errors=True).new_page()
-            seen = _watch(page)
-            # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
-            page.route(f"{public}/**", lambda route: route.fulfill(
-                response=route.fetch(url=route.request.url.replace(public, real))))
-            page.goto(public + "/")
-            if wait_for == "open":
-                page.wait_for_selector('#state[data-state="open"]')
-            else:
-                _wait_seen(page, seen, wait_for)
-            return seen, page.locator("#state").get_attribute("data-state")
-    finally:
-        server.stop()
+    public, real = f"https://chat.test:{server.port}", server.http_url.rstrip("/")
+    with _chromium(*rules) as browser:
+        page = browser.new_context(ignore_https_errors=True).new_page()
+        seen = _watch(page)
+        # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
+        page.route(f"{public}/**", lambda route: route.fulfill(
+            response=route.fetch(url=route.request.url.replace(public, real))))
+        page.goto(public + "/")
+        if wait_for == "open":
+            page.wait_for_selector('#state[data-state="open"]')
+        else:
+            _wait_seen(page, seen, wait_for)
+        return seen, page.locator("#state").get_attribute("data-state")
 
 
 @reproduces("mixed-content")
 @pytest.mark.browser
-def test_an_https_page_cannot_open_ws_but_the_fixed_page_opens_wss(variant):
+def test_an_https_page_cannot_open_ws_but_the_fixed_page_opens_wss(shared):
     """Over https, Chromium blocks the broken page's ws:// as mixed content; step 5's page picks wss:// and opens."""
-    seen, state = _open_over_https(variant("mixed-content"), "Failed to construct 'WebSocket'")
+    seen, state = _open_over_https(shared("mixed-content", "https"), "Failed to construct 'WebSocket'")
     assert any(text.startswith("Mixed Content: The page at 'https://chat.test:") and "This request has been blocked; "
                "this endpoint must be available over WSS." in text for text in seen), seen
     assert any("Failed to construct 'WebSocket': An insecure WebSocket connection may not be initiated from a page "
                "loaded over HTTPS." in text for text in seen), seen
     assert state == "connecting"
-    assert _open_over_https(step5().path, "open")[1] == "open"
+    assert _open_over_https(shared(step5(), "https"), "open")[1] == "open"
 
 
-async def test_the_probe_sees_through_a_self_signed_wss_server():
+async def test_the_probe_sees_through_a_self_signed_wss_server(shared):
     """`doctor wss://…` on step 5 over TLS notes the untrusted certificate, then finds it healthy."""
-    from workbook.servers.https import HttpsServer
-
-    server = HttpsServer(step5().path)
-    try:
-        server.start()
-        STARTED_GROUPS.append(server.pid)
-        findings = await probe(server.ws_url())
-    finally:
-        server.stop()
+    findings = await probe(shared(step5(), "https").ws_url())
     assert slugs(findings) == {"tls-untrusted"} and not any(f.problem for f in findings)
 
 
@@ -641,9 +657,9 @@ def test_the_probe_of_a_port_nobody_listens_on_says_to_start_the_server():
     assert result.returncode == 1 and f"[not-listening] nothing listens on 127.0.0.1:{port}" in result.stdout
 
 
-async def test_the_probe_of_a_healthy_step_exits_0(serve):
+async def test_the_probe_of_a_healthy_step_exits_0(shared):
     """`doctor ws://…` on step 5 sees 101 with and without Origin, gets the echo back, and exits 0."""
-    server = serve(step5())
+    server = shared(step5())
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workbook", "doctor", server.ws_url(), stdout=asyncio.subprocess.PIPE, cwd=ROOT)
     out, _ = await process.communicate()
@@ -711,7 +727,7 @@ async def test_a_consumer_that_closes_in_connect_is_refused_with_403_and_probed_
     assert slugs(await probe(server.ws_url())) == {"handshake-403"}
 
 
-def test_the_doctor_runs_the_project_with_the_python_it_is_given(variant):
+def test_the_doctor_runs_the_project_with_the_python_it_is_given(variant, capsys):
     """--python picks the interpreter; one without Channels makes the doctor fall back to reading the text."""
     import shutil
 
@@ -719,7 +735,7 @@ def test_the_doctor_runs_the_project_with_the_python_it_is_given(variant):
     has_channels = bare and subprocess.run([bare, "-c", "import channels"], capture_output=True).returncode == 0
     if not bare or has_channels:
         pytest.skip("needs a python3 without Channels in /usr/bin (Debian's own python3)")
-    result = doctor(variant("no-as-asgi"), "--python", bare)
+    result = doctor_here(capsys, variant("no-as-asgi"), "--python", bare)
     assert result.returncode == 1
     assert "[project-does-not-load] the project does not load: ModuleNotFoundError: No module named" in result.stdout
     assert "[no-as-asgi] chat/routing.py: re_path(r'ws/chat/$', consumers.ChatConsumer)," in result.stdout
@@ -760,6 +776,20 @@ def test_every_finding_the_doctor_can_name_has_an_entry_and_every_link_lands():
 
 
 # --- step 9: who the scope says the user is ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def with_users(tmp_path_factory):
+    """Return a pitfall's broken step-9 project, migrated and with the demo users, made once per module."""
+    made: dict[str, tuple] = {}
+
+    def get(slug: str) -> tuple:
+        if slug not in made:
+            project = materialise(slug, tmp_path_factory.mktemp(slug))
+            made[slug] = project, _step9_users(project)
+        return made[slug]
+
+    return get
+
+
 def _step9_users(project) -> dict[str, str]:
     """Create the demo users in `project`'s database (migrating it first), as `make step-9 users` does."""
     from workbook.users import create_demo_users
@@ -774,12 +804,11 @@ def _with_session(server, session: str) -> dict[str, str]:
 
 @reproduces("no-auth-middleware")
 @pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(how, variant, serve):
+async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(how, with_users, serve):
     """URLRouter alone puts no user in the scope: connect raises KeyError: 'user', the handshake gets 500."""
     from workbook.login import login
 
-    project = variant("no-auth-middleware")
-    passwords = _step9_users(project)
+    project, passwords = with_users("no-auth-middleware")
     server = serve(project, how=how)
     session = login(server.http_url, "alice", passwords["alice"])
     for headers in ({"Origin": server.http_url.rstrip("/")}, _with_session(server, session)):
@@ -787,9 +816,6 @@ async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_us
             await connect(server.ws_url(), additional_headers=headers, open_timeout=TIMEOUT)
     log = server.wait_for_log(r"KeyError: 'user'").string
     assert "Exception inside application: 'user'" in log
-    found = doctor(project)
-    assert found.returncode == 1 and "problem [no-auth-middleware]" in found.stdout, found.stdout
-    assert "AuthMiddlewareStack(URLRouter(websocket_urlpatterns))" in found.stdout
 
 
 @reproduces("session-from-another-project")
@@ -841,15 +867,14 @@ def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a
 # --- step 10: the database from an async consumer -----------------------------------------------------------
 @reproduces("sync-orm-in-async")
 @pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(how, variant, serve):
+async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(how, with_users, serve):
     """Message.objects.create in receive_json raises SynchronousOnlyOperation: 1011, the room hears nothing."""
     from websockets.exceptions import ConnectionClosed
 
     from workbook.doctor.hints import from_traceback, hint_for
     from workbook.login import login
 
-    project = variant("sync-orm-in-async")
-    passwords = _step9_users(project)
+    project, passwords = with_users("sync-orm-in-async")
     server = serve(project, how=how)
     alice, bob = (_with_session(server, login(server.http_url, name, passwords[name])) for name in ("alice", "bob"))
     room = server.ws_url("/ws/chat/sync-orm/")

@@ -97,16 +97,23 @@ def doctor(*args: str) -> None:
 
 
 def stop(server: Server | None = None) -> None:
-    """Stop one server, or every server this kernel started."""
-    for one in [server] if server is not None else list(_running):
-        one.stop()
+    """Stop one server, or every server this kernel started (together: each stop mostly waits)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    servers = [server] if server is not None else list(_running)
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(lambda one: one.stop(), servers))
+    for one in servers:
         if one in _running:
             _running.remove(one)
 
 
 @atexit.register
 def _clean_up() -> None:
-    stop()
+    # One by one: at exit, the interpreter no longer starts threads for a pool.
+    for server in list(_running):
+        server.stop()
+    _running.clear()
     for directory in _projects.values():
         shutil.rmtree(directory.parent, ignore_errors=True)
 
