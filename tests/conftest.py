@@ -92,23 +92,33 @@ def run_python(*args: str, cwd=ROOT, env: dict | None = None, timeout: float = T
     )
 
 
-@pytest.fixture(scope="session")
-def shared_server():
-    """Return a running server for (step, how), started once per session and reused by read-only tests."""
-    cache: dict[tuple, Server] = {}
+def reused_servers(make, key):
+    """Yield get(what, how): the server make(what, how) builds, started on first use, reused while it runs.
 
-    def get(project, how: str = "runserver") -> Server:
-        key = (str(getattr(project, "path", project)), how)
-        server = cache.get(key)
+    `key(what, how)` names a server; every one started is stopped when the generator closes.
+    """
+    cache: dict = {}
+
+    def get(what, how: str = "runserver"):
+        server = cache.get(key(what, how))
         if server is None or not server.running:
-            server = cache[key] = Server(project, how=how)
+            server = cache[key(what, how)] = make(what, how)
             server.start()
             STARTED_GROUPS.append(server.pid)
         return server
 
-    yield get
-    for server in cache.values():
-        server.stop()
+    try:
+        yield get
+    finally:
+        for server in cache.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_server():
+    """Return a running server for (step, how), started once per session and reused by read-only tests."""
+    yield from reused_servers(lambda project, how: Server(project, how=how),
+                              key=lambda project, how: (str(getattr(project, "path", project)), how))
 
 
 @pytest.fixture

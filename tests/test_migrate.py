@@ -22,7 +22,7 @@ from workbook import get_step
 from workbook.doctor.probe import STALE_COOKIE
 from workbook.errors import WorkbookError
 from workbook.registry import ROOT, project_files
-from workbook.servers import migrate
+from workbook.servers import migrate, seeds
 from workbook.servers.migrate import STAMPS, migrate_if_needed
 from workbook.servers.process import group_alive
 from workbook.servers.server import TIMEOUT, Server, free_port
@@ -138,7 +138,7 @@ def test_a_copy_of_a_migrated_project_starts_from_its_seed_and_a_changed_one_is_
     tables = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
     with sqlite3.connect(first / "db.sqlite3") as one, sqlite3.connect(second / "db.sqlite3") as two:
         assert one.execute(tables).fetchall() == two.execute(tables).fetchall()
-        assert migrate.applied(str(second / "db.sqlite3")) == migrate.applied(str(first / "db.sqlite3")) > 0
+        assert seeds.applied(str(second / "db.sqlite3")) == seeds.applied(str(first / "db.sqlite3")) > 0
     assert migrate_if_needed(Server(second)) is False
     third = fresh_copy(get_step(4), tmp_path / "third")
     # A comment naming this run's directory: no earlier run can have left a seed for these migrations.
@@ -153,9 +153,9 @@ def test_a_database_that_held_data_before_migrate_is_never_kept_as_a_seed(tmp_pa
     with sqlite3.connect(used / "db.sqlite3") as db:
         db.execute("INSERT INTO django_session VALUES ('k', 'data', '2999-01-01')")
     (used / "chat" / "migrations" / "0001_initial.py").write_text(EMPTY_MIGRATION + f"# {tmp_path}\n")
-    seeds = set(migrate.SEEDS.glob("*"))
+    kept = set(seeds.SEEDS.glob("*"))
     assert migrate_if_needed(Server(used)) is True
-    assert set(migrate.SEEDS.glob("*")) == seeds
+    assert set(seeds.SEEDS.glob("*")) == kept
     ran: list[Path] = []
     real_migrate = migrate._migrate
     monkeypatch.setattr(migrate, "_migrate", lambda project, *args: ran.append(project) or real_migrate(project, *args))
@@ -173,7 +173,7 @@ def test_a_database_path_the_settings_read_from_the_environment_is_migrated_wher
     elsewhere = tmp_path / "elsewhere.sqlite3"
     moved = Server(copy, env={"DJANGO_SQLITE_PATH": str(elsewhere)})
     assert [migrate_if_needed(moved), migrate_if_needed(moved)] == [True, False]
-    assert migrate.applied(str(elsewhere)) == migrate.applied(str(copy / "db.sqlite3")) > 0
+    assert seeds.applied(str(elsewhere)) == seeds.applied(str(copy / "db.sqlite3")) > 0
     stamps = "\n".join(path.read_text() for path in STAMPS.glob("*.json"))
     assert str(elsewhere) in stamps and "DJANGO_SQLITE_PATH" not in stamps
 

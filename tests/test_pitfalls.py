@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, run_python, steps
+from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, reused_servers, run_python, steps
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
@@ -53,21 +53,11 @@ def shared(tmp_path_factory):
     """
     from workbook.servers.https import HttpsServer
 
-    started: dict[tuple, Server] = {}
+    def make(what: str | Step, how: str) -> Server:
+        project = what.path if isinstance(what, Step) else materialise(what, tmp_path_factory.mktemp(what))
+        return HttpsServer(project) if how == "https" else Server(project, how=how)
 
-    def get(what: str | Step, how: str = "runserver") -> Server:
-        key = (getattr(what, "id", what), how)
-        server = started.get(key)
-        if server is None or not server.running:
-            project = what.path if isinstance(what, Step) else materialise(what, tmp_path_factory.mktemp(what))
-            server = started[key] = HttpsServer(project) if how == "https" else Server(project, how=how)
-            server.start()
-            STARTED_GROUPS.append(server.pid)
-        return server
-
-    yield get
-    for server in started.values():
-        server.stop()
+    yield from reused_servers(make, key=lambda what, how: (getattr(what, "id", what), how))
 
 
 def since(server) -> int:

@@ -7,9 +7,8 @@ migration files, and how many migrations the database records. When it matches, 
 `migrate` runs (a no-op takes well under a second). A file lock keeps two servers of one project from migrating
 at once. WORKBOOK_MIGRATE=0 (in the environment or a server's env) leaves the database alone.
 
-A database that `migrate` created from nothing is kept as a seed, keyed by that same fingerprint: a copy of the
-project that has no database yet (a learner's workspace, a test's copy) gets a copy of the seed instead of a
-`migrate` of its own, which costs a Python start and Django's set-up (about 1.5 s).
+A database that `migrate` created from nothing is kept as a seed (workbook/servers/seeds.py), keyed by that same
+fingerprint: a copy of the project without a database yet gets a copy of the seed instead of a `migrate`.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +28,12 @@ from ..errors import WorkbookError, summarize_failure
 from ..project import settings_module
 from ..registry import ROOT, project_files
 from ..state import STATE_DIR, TIMEOUT, shown
+from .seeds import applied, from_seed, keep_seed
 
 if TYPE_CHECKING:
     from .server import Server
 
 STAMPS = STATE_DIR / "migrate"
-SEEDS = STAMPS / "seeds"
 
 # Run by the server's own Python inside the project, as `python manage.py migrate` would be; prints the
 # database file it migrated (sqlite only) so that the next start can check it without loading Django. It skips
@@ -61,17 +58,6 @@ def wanted(env: dict[str, str] | None = None) -> bool:
     """Tell whether the runner should migrate: yes, unless WORKBOOK_MIGRATE=0 in `env` or the environment."""
     value = (env or {}).get("WORKBOOK_MIGRATE", os.environ.get("WORKBOOK_MIGRATE", "1"))
     return value.strip().lower() not in {"0", "no", "false", "off"}
-
-
-def applied(database: str | None) -> int | None:
-    """Count the migrations a sqlite database records as applied; None when it has no record (or is not there)."""
-    if not database or not Path(database).is_file():
-        return None
-    try:
-        with contextlib.closing(sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)) as db:
-            return db.execute("SELECT COUNT(*) FROM django_migrations").fetchone()[0]
-    except sqlite3.Error:
-        return None
 
 
 # An environment variable the settings file reads (final/ takes its database path from DJANGO_SQLITE_PATH).
@@ -184,56 +170,6 @@ def migrate_if_needed(server: Server) -> bool:
         stamp.write_text(json.dumps({"inputs": now, "database": database, "applied": applied(database)}),
                          encoding="utf-8")
     return True
-
-
-def _seed(now: dict) -> tuple[Path, Path]:
-    key = hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:16]
-    return SEEDS / f"{key}.sqlite3", SEEDS / f"{key}.json"
-
-
-def _replace(source: Path, target: Path) -> None:
-    """Copy `source` to `target` under another name first, then rename: a reader sees the whole file or none."""
-    part = target.with_name(f"{target.name}.{os.getpid()}.part")
-    try:
-        shutil.copyfile(source, part)
-        os.replace(part, target)
-    finally:
-        part.unlink(missing_ok=True)
-
-
-def keep_seed(project: Path, database: Path, now: dict) -> None:
-    """Keep a copy of a database that migrate has just created, for the next copy of the project to start from."""
-    if now["django"] is None or not database.is_relative_to(project):
-        return
-    seed, about = _seed(now)
-    SEEDS.mkdir(parents=True, exist_ok=True)
-    _replace(database, seed)
-    part = about.with_name(f"{about.name}.{os.getpid()}.part")
-    part.write_text(json.dumps({"database": database.relative_to(project).as_posix(), "applied": applied(str(seed))}),
-                    encoding="utf-8")
-    os.replace(part, about)
-
-
-def from_seed(project: Path, now: dict) -> str | None:
-    """Give a project without a database a copy of the seed kept for the same fingerprint; return its path, or None."""
-    if now["django"] is None:
-        return None
-    seed, about = _seed(now)
-    try:
-        saved = json.loads(about.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    database = project / saved["database"]
-    if database.exists() or saved.get("applied") is None:
-        return None
-    try:
-        _replace(seed, database)
-    except OSError:
-        return None
-    if applied(str(database)) != saved["applied"]:
-        database.unlink(missing_ok=True)  # not the seed its note describes: let migrate make the database
-        return None
-    return str(database)
 
 
 def _migrate(project: Path, python: str, env: dict[str, str], log: Path, label: str) -> str | None:

@@ -1,0 +1,82 @@
+"""Seeds: a database that `migrate` created from nothing, kept for the next copy of the same project.
+
+A copy of a project (a learner's workspace, a test's copy of a step) that has no database yet gets a copy of the
+seed kept under the same fingerprint (workbook/servers/migrate.py: inputs) instead of running `migrate` itself,
+which costs a Python start and Django's set-up, about 1.5 s. A database that held anything before migrate ran is
+never kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+from ..state import STATE_DIR
+
+SEEDS = STATE_DIR / "migrate" / "seeds"
+
+
+def applied(database: str | None) -> int | None:
+    """Count the migrations a sqlite database records as applied; None when it has no record (or is not there)."""
+    if not database or not Path(database).is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT COUNT(*) FROM django_migrations").fetchone()[0]
+    except sqlite3.Error:
+        return None
+
+
+def _seed(now: dict) -> tuple[Path, Path]:
+    key = hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:16]
+    return SEEDS / f"{key}.sqlite3", SEEDS / f"{key}.json"
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Copy `source` to `target` under another name first, then rename: a reader sees the whole file or none."""
+    part = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        shutil.copyfile(source, part)
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def keep_seed(project: Path, database: Path, now: dict) -> None:
+    """Keep a copy of a database that migrate has just created, for the next copy of the project to start from."""
+    if now["django"] is None or not database.is_relative_to(project):
+        return
+    seed, about = _seed(now)
+    SEEDS.mkdir(parents=True, exist_ok=True)
+    _replace(database, seed)
+    part = about.with_name(f"{about.name}.{os.getpid()}.part")
+    part.write_text(json.dumps({"database": database.relative_to(project).as_posix(), "applied": applied(str(seed))}),
+                    encoding="utf-8")
+    os.replace(part, about)
+
+
+def from_seed(project: Path, now: dict) -> str | None:
+    """Give a project without a database a copy of the seed kept for the same fingerprint; return its path, or None."""
+    if now["django"] is None:
+        return None
+    seed, about = _seed(now)
+    try:
+        saved = json.loads(about.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    database = project / saved["database"]
+    if database.exists() or saved.get("applied") is None:
+        return None
+    try:
+        _replace(seed, database)
+    except OSError:
+        return None
+    if applied(str(database)) != saved["applied"]:
+        database.unlink(missing_ok=True)  # not the seed its note describes: let migrate make the database
+        return None
+    return str(database)
