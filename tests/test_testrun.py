@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from workbook.maintainer.testrun import FAST, pytest_args
 from workbook.registry import ROOT
 
@@ -33,6 +35,12 @@ def collected(tmp_path, *args: str, env: dict | None = None) -> dict[str, tuple[
     return {nodeid: (group, set(marks.split(","))) for _, group, marks, nodeid in rows}
 
 
+@pytest.fixture(scope="module")
+def every(tmp_path_factory) -> dict[str, tuple[str, set[str]]]:
+    """The whole suite as collected, once for the tests that read it."""
+    return collected(tmp_path_factory.mktemp("every"))
+
+
 def test_the_suite_runs_on_every_cpu_grouped_by_what_it_shares():
     """With pytest-xdist installed, `workbook test` adds `-n auto --dist loadgroup` before the given arguments."""
     assert pytest_args(["-k", "echo"], environ={}) == [
@@ -56,10 +64,11 @@ def test_fast_leaves_out_notebooks_browser_redis_and_other_pythons_and_narrows_a
         assert f"not {kind}" in FAST
 
 
-def test_tests_sharing_a_steps_server_or_database_share_a_group_and_the_rest_have_none(tmp_path):
+@pytest.mark.xdist_group("collects-the-suite")  # one worker, so the suite is collected once
+def test_tests_sharing_a_steps_server_or_database_share_a_group_and_the_rest_have_none(every):
     """Shared servers group by step (both server kinds, checks too); modules of steps 9 and 10 join theirs."""
     files = ("tests/test_stages.py", "tests/test_users.py", "tests/test_history.py", "tests/test_runner.py")
-    groups = {node: group for node, (group, _) in collected(tmp_path, *files).items()}
+    groups = {node: group for node, (group, _) in every.items() if node.startswith(files)}
     page = "tests/test_stages.py::test_the_page_names_its_stage"
     assert groups[f"{page}[runserver-04-routing]"] == groups[f"{page}[daphne-04-routing]"] == "server-04-routing"
     assert groups[f"{page}[runserver-09-users]"] == "server-09-users"
@@ -72,9 +81,10 @@ def test_tests_sharing_a_steps_server_or_database_share_a_group_and_the_rest_hav
     assert groups["tests/test_runner.py::test_list_shows_every_step_in_order"] == "-"
 
 
-def test_the_fast_selection_has_no_notebook_browser_redis_or_python_matrix_test(tmp_path):
+@pytest.mark.xdist_group("collects-the-suite")  # one worker, so the suite is collected once
+def test_the_fast_selection_has_no_notebook_browser_redis_or_python_matrix_test(tmp_path, every):
     """--fast collects every test but those marked notebook, browser, redis, debian or pythons."""
-    fast, every = collected(tmp_path, "-m", FAST), collected(tmp_path)
+    fast = collected(tmp_path, "-m", FAST)
     slow = {"notebook", "browser", "redis", "debian", "pythons"}
     assert fast and not [node for node, (_, marks) in fast.items() if marks & slow]
     assert set(fast) == {node for node, (_, marks) in every.items() if not marks & slow}
