@@ -18,8 +18,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
 import pytest
 import websockets
 from conftest import STARTED_GROUPS, group_alive, need
@@ -27,6 +27,9 @@ from conftest import STARTED_GROUPS, group_alive, need
 from workbook import Server, get_step, load_steps
 from workbook.notebooks import jupyter
 from workbook.servers.server import TIMEOUT, free_port, port_is_free
+
+if TYPE_CHECKING:
+    import nbformat
 
 pytestmark = pytest.mark.notebook
 
@@ -43,6 +46,10 @@ def params(paths: list[Path]) -> list:
 
 
 def read(path: Path) -> nbformat.NotebookNode:
+    # Imported here, not at the top: nbformat's import takes over a second (jsonschema builds a grammar for one of
+    # its formats), and every pytest process collects this module, most of them to run no notebook.
+    import nbformat
+
     return nbformat.read(path, as_version=4)
 
 
@@ -150,7 +157,9 @@ async def test_notebook_runs_headless_and_stops_its_server(path, tmp_path):
         await run_cells(client)
         # Checked while the kernel still runs: the notebook itself stops what it started.
         assert_gone(client.kernel_pid, recorded(record))
-        probe = nbformat.v4.new_code_cell(PROJECT_MODULES)
+        from nbformat.v4 import new_code_cell
+
+        probe = new_code_cell(PROJECT_MODULES)
         client.nb.cells.append(probe)
         await client.async_execute_cell(probe, len(client.nb.cells) - 1)
     assert probe.outputs[0]["text"].strip() == "[]", "the kernel imported the step's Django project"
@@ -319,6 +328,8 @@ def test_notebook_command_serves_the_stage_notebook_with_the_venv_kernel(tmp_pat
 async def test_a_line_printed_in_two_flushes_stays_one_line(tmp_path):
     """The runner's notebook client merges a cell's stream pieces, so a line the kernel flushed twice reads whole."""
     path = tmp_path / "pieces.ipynb"
+    import nbformat
+
     cell = nbformat.v4.new_code_cell("import sys\nsys.stdout.write('half')\nsys.stdout.flush()\nprint(' and whole')")
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
     async with kernel(path, tmp_path / "servers.jsonl") as client:
