@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,6 +25,9 @@ STEPS = load_steps()
 DOCTOR_MODULES = sorted((ROOT / "workbook" / "doctor").glob("*.py"))
 # Process groups of every server a test started; none may be alive when the session ends.
 STARTED_GROUPS: list[int] = []
+# Stops of servers the fixtures have let go of, each in a thread of its own: a stop mostly waits for its server to
+# end (daphne takes about 0.3 s), and the next test need not wait with it. The session's end joins them all.
+STOPPING: list[threading.Thread] = []
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 HOWS = ["runserver", "daphne"]
 
@@ -64,8 +68,15 @@ def serve():
         return server
 
     yield start
-    for server in started:
-        server.stop()
+    stop_behind(started)
+
+
+def stop_behind(servers) -> None:
+    """Stop these servers in threads of their own while the session goes on; the session's end waits for them."""
+    for server in servers:
+        thread = threading.Thread(target=server.stop, name=f"stop {server.label}", daemon=True)
+        thread.start()
+        STOPPING.append(thread)
 
 
 async def hears_only_its_own(ws, text: str = "is anyone else here?") -> bool:
@@ -110,8 +121,7 @@ def reused_servers(make, key):
     try:
         yield get
     finally:
-        for server in cache.values():
-            server.stop()
+        stop_behind(cache.values())
 
 
 @pytest.fixture(scope="session")
@@ -137,14 +147,15 @@ def redis_servers():
         return redis
 
     yield start
-    for redis in started:
-        redis.stop()
+    stop_behind(started)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def no_server_left_behind():
     """After the whole session, no server any test started is still alive."""
     yield
+    for thread in STOPPING:
+        thread.join(TIMEOUT)
     if os.name == "nt":
         return
     alive = [pgid for pgid in STARTED_GROUPS if group_alive(pgid)]
