@@ -191,6 +191,14 @@ def test_parse_reads_back_the_plain_ascii_lines_too():
     assert str(parse(unicode)[0]) == unicode
 
 
+def test_a_trace_line_glued_to_half_a_print_of_the_consumer_is_still_read():
+    """A print() from the consumer's thread, cut by a trace line written in between, hides no event (seen in CI)."""
+    log = ("a client disconnected, close codews#2 → app  websocket.connect     (path /ws/chat/)\n"
+           " 1000\nws#2 app →  websocket.accept\n")
+    assert [(event.connection, event.type) for event in parse(log)] == [
+        ("ws#2", "websocket.connect"), ("ws#2", "websocket.accept")]
+
+
 async def talk_when_up(process, port: int) -> None:
     """Wait until the foreground run says it is up, then echo once."""
     deadline = time.monotonic() + TIMEOUT

@@ -34,7 +34,9 @@ TARGET = "workbook.servers.trace:application"
 LONGEST_TEXT = 48
 
 _ARROWS = {"received": ("→ app", "-> app"), "sent": ("app →", "app ->"), "raised": ("app ✘", "app x")}
-_LINE = re.compile(r"^(?P<tag>ws#\d+) (?P<arrow>→ app|-> app|app →|app ->|app ✘|app x)  (?P<type>\S+) *(?P<detail>.*)$")
+# Searched for, not matched at the start: a consumer's print() from another thread may have written the first part of
+# its line ("a client disconnected, close code") just before the trace line, the rest of it just after.
+_LINE = re.compile(r"(?P<tag>ws#\d+) (?P<arrow>→ app|-> app|app →|app ->|app ✘|app x)  (?P<type>\S+) *(?P<detail>.*)$")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def parse(log_text: str) -> list[Event]:
     """Read the trace lines out of a server's output, in order, ignoring every other line."""
     events = []
     for line in log_text.splitlines():
-        match = _LINE.match(line.rstrip())
+        match = _LINE.search(line.rstrip())
         if match:
             direction = next(way for way, arrows in _ARROWS.items() if match["arrow"] in arrows)
             events.append(Event(match["tag"], direction, match["type"], match["detail"]))
