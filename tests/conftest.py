@@ -111,9 +111,10 @@ def reused_servers(make, key):
     cache: dict = {}
 
     def get(what, how: str = "runserver"):
-        server = cache.get(key(what, how))
+        name = key(what, how)
+        server = cache.get(name)
         if server is None or not server.running:
-            server = cache[key(what, how)] = make(what, how)
+            server = cache[name] = make(what, how)
             server.start()
             STARTED_GROUPS.append(server.pid)
         return server

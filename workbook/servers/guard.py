@@ -57,8 +57,8 @@ def kill(processes: list) -> None:
 
 
 def main(argv: list[str]) -> int:
-    reloader = "--reloader" in argv[1:2]
-    parent, sep, *cmd = [arg for index, arg in enumerate(argv) if not (index == 1 and reloader)]
+    reloader = argv[1:2] == ["--reloader"]
+    parent, sep, *cmd = [*argv[:1], *argv[2:]] if reloader else argv
     if sep != "--" or not cmd:
         print("usage: python -m workbook.servers.guard PARENT_PID [--reloader] -- COMMAND…", file=sys.stderr)
         return 2

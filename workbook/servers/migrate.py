@@ -70,15 +70,16 @@ def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
     settings = env.get("WORKBOOK_SETTINGS") or env.get("DJANGO_SETTINGS_MODULE") or settings_module(project)
     settings_file = project / (settings.replace(".", "/") + ".py")
     names = [n for n in project_files(project) if "/migrations/" in f"/{n}" and n.endswith(".py")]
+    settings_name = settings_file.relative_to(project).as_posix()
     texts = {}
-    for name in [settings_file.relative_to(project).as_posix(), *names]:
+    for name in [settings_name, *names]:
         try:
             texts[name] = (project / name).read_bytes()
         except OSError:
             texts[name] = b"missing"
         digest.update(name.encode() + b"\0" + texts[name] + b"\0")
     # The values the settings file reads from the environment count too, hashed: a stamp must not hold a secret.
-    read = sorted(set(SETTING_FROM_ENV.findall(next(iter(texts.values())).decode("utf-8", "replace"))))
+    read = sorted(set(SETTING_FROM_ENV.findall(texts[settings_name].decode("utf-8", "replace"))))
     from_env = hashlib.sha256(json.dumps([[key, env.get(key)] for key in read]).encode()).hexdigest()
     django = None
     if os.path.abspath(python) == os.path.abspath(sys.executable):  # unresolved: a venv python resolves to its base

@@ -37,11 +37,11 @@ def _seed(now: dict) -> tuple[Path, Path]:
     return SEEDS / f"{key}.sqlite3", SEEDS / f"{key}.json"
 
 
-def _replace(source: Path, target: Path) -> None:
-    """Copy `source` to `target` under another name first, then rename: a reader sees the whole file or none."""
+def _write_whole(target: Path, write) -> None:
+    """Call write(part) to fill a file beside `target`, then rename it there: a reader sees the whole file or none."""
     part = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
-        shutil.copyfile(source, part)
+        write(part)
         os.replace(part, target)
     finally:
         part.unlink(missing_ok=True)
@@ -53,11 +53,9 @@ def keep_seed(project: Path, database: Path, now: dict) -> None:
         return
     seed, about = _seed(now)
     SEEDS.mkdir(parents=True, exist_ok=True)
-    _replace(database, seed)
-    part = about.with_name(f"{about.name}.{os.getpid()}.part")
-    part.write_text(json.dumps({"database": database.relative_to(project).as_posix(), "applied": applied(str(seed))}),
-                    encoding="utf-8")
-    os.replace(part, about)
+    _write_whole(seed, lambda part: shutil.copyfile(database, part))
+    note = json.dumps({"database": database.relative_to(project).as_posix(), "applied": applied(str(seed))})
+    _write_whole(about, lambda part: part.write_text(note, encoding="utf-8"))
 
 
 def from_seed(project: Path, now: dict) -> str | None:
@@ -73,7 +71,7 @@ def from_seed(project: Path, now: dict) -> str | None:
     if database.exists() or saved.get("applied") is None:
         return None
     try:
-        _replace(seed, database)
+        _write_whole(database, lambda part: shutil.copyfile(seed, part))
     except OSError:
         return None
     if applied(str(database)) != saved["applied"]:
