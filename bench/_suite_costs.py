@@ -1,0 +1,131 @@
+"""Where a suite run's time goes: CPU-seconds by kind of process (sampled from /proc), and each step's share.
+
+Used by bench/suite.py --where. The suite is CPU-bound on a 2-core machine, so the wall time follows the CPU
+work; this shows which processes do it (servers, manage.py commands, browsers, kernels, venv set-ups) and how much
+of the test time each step's tests take. Linux only (it reads /proc). Not a test.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Kinds of process, first match wins: (name, pattern searched in the command line).
+KINDS = [
+    ("pytest (controller and workers)", r"-m workbook test|execnet|exec\(eval\(sys\.stdin"),
+    ("the runner's guard", r"-m workbook\.servers\.guard"),
+    ("runserver", r"manage\.py runserver"),
+    ("daphne CLI", r"-m daphne|/daphne "),
+    ("uvicorn", r"-m uvicorn"),
+    ("manage.py test", r"manage\.py test"),
+    ("manage.py, other commands", r"manage\.py "),
+    ("migrate (the runner's)", r"call_command\(\"migrate\""),
+    ("learner checks: facts", r"workbook\.learner\.check_base"),
+    ("doctor inspector", r"inspector\.py"),
+    ("venv set-up (uv, bytecode)", r"\buv\b|pip_compileall|-m pip"),
+    ("Chromium", r"chrom"),
+    ("Playwright driver", r"run-driver"),
+    ("Jupyter kernel", r"ipykernel"),
+    ("redis-server", r"redis-server"),
+    ("other Python", r"python"),
+]
+
+
+def kind_of(command: str) -> str:
+    return next((name for name, pattern in KINDS if re.search(pattern, command)), "other")
+
+
+class Sampler:
+    """Read every process's CPU time from /proc a few times a second, in a thread, while the suite runs.
+
+    A process is counted from its first sample to its last: one that lives less than the interval is missed, and
+    the CPU a process had used before the sampler started is left out.
+    """
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.seen, self.baseline = interval, {}, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _read(self) -> dict[tuple[str, str], tuple[str, float]]:
+        found = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2:].split()
+                cpu = (int(fields[11]) + int(fields[12])) / TICKS
+                key = (pid, fields[19])  # pid and start time: a reused pid is another process
+                command = self.seen.get(key, (None,))[0] or self.baseline.get(key, (None,))[0]
+                if command is None:
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found[key] = (command, cpu)
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            for key, value in self._read().items():
+                if key not in self.baseline:
+                    self.seen[key] = value
+
+    def __enter__(self) -> Sampler:
+        self.baseline = self._read()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def by_kind(self) -> list[tuple[str, int, float]]:
+        """(kind, processes, CPU-seconds), most CPU first."""
+        cpu, count = collections.Counter(), collections.Counter()
+        for command, seconds in self.seen.values():
+            kind = kind_of(command)
+            cpu[kind] += seconds
+            count[kind] += 1
+        return [(kind, count[kind], seconds) for kind, seconds in cpu.most_common()]
+
+
+# Modules that test one step, without that step's id in their test ids.
+MODULE_STEP = {"test_async_json": "08", "test_users": "09", "test_users_browser": "09", "test_login": "09",
+               "test_history": "10", "test_history_browser": "10", "test_checks_tests": "11",
+               "test_final": "final"}
+STEP_ID = re.compile(r"(?<![\d.])(0[1-9]|1\d)-[a-z]|\[final\b|-final\b")
+
+
+def step_of(module: str, name: str) -> str:
+    found = STEP_ID.search(name)
+    if found:
+        return found.group(1) or "final"
+    return MODULE_STEP.get(module, "not one step's")
+
+
+def shares(junit: Path) -> list[tuple[str, int, float]]:
+    """(step, tests, seconds of test time) from a pytest junit XML, in step order."""
+    time_of, count = collections.Counter(), collections.Counter()
+    for case in ET.parse(junit).iter("testcase"):
+        step = step_of(case.get("classname", "").rsplit(".", 1)[-1], case.get("name", ""))
+        time_of[step] += float(case.get("time") or 0)
+        count[step] += 1
+    return [(step, count[step], time_of[step]) for step in sorted(time_of, key=lambda s: (not s[0].isdigit(), s))]
+
+
+def markdown(kinds: list[tuple[str, int, float]], steps: list[tuple[str, int, float]], wall: float,
+             workers: int) -> str:
+    total = sum(seconds for _, _, seconds in kinds)
+    lines = [f"CPU sampled: {total:.0f} CPU-s in {wall:.0f} s of wall time ({os.cpu_count()} CPUs)", "",
+             "| process kind | processes | CPU-s | share |", "|---|---|---|---|"]
+    lines += [f"| {kind} | {n} | {seconds:.0f} | {seconds / total:.0%} |" for kind, n, seconds in kinds if total]
+    test_time = sum(seconds for _, _, seconds in steps)
+    lines += ["", f"Test time {test_time:.0f} s over {workers} workers; a step's wall share is its test time / "
+              f"{workers}.", "", "| step | tests | test time | wall share |", "|---|---|---|---|"]
+    lines += [f"| {step} | {n} | {seconds:.0f} s | {seconds / workers:.0f} s |" for step, n, seconds in steps]
+    return "\n".join(lines)
+
