@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, reused_servers, run_python, steps
@@ -47,16 +48,22 @@ def variant(tmp_path):
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
-    """Serve a pitfall's broken project, or a step, once per module for the tests that only read from it.
+    """Serve a pitfall's broken project, a step, or a project directory once per module, for tests that only read.
 
-    `shared(slug_or_step, how)`; how "https" is the daphne CLI over TLS. A test reading the log passes
-    `after=since(server)` to wait_for_log, so a line an earlier test caused cannot satisfy it.
+    `shared(slug_or_step_or_path, how)`; how "https" is the daphne CLI over TLS. A pitfall is served as `pitfall run`
+    serves it (no-session-table unmigrated). A test reading the log passes `after=since(server)` to wait_for_log,
+    so a line an earlier test caused cannot satisfy it.
     """
+    from workbook.doctor.pitfalls import get_pitfall
     from workbook.servers.https import HttpsServer
 
-    def make(what: str | Step, how: str) -> Server:
-        project = what.path if isinstance(what, Step) else materialise(what, tmp_path_factory.mktemp(what))
-        return HttpsServer(project) if how == "https" else Server(project, how=how)
+    def make(what: str | Step | Path, how: str) -> Server:
+        env = {}
+        if isinstance(what, (Step, Path)):
+            project = getattr(what, "path", what)
+        else:
+            project, env = materialise(what, tmp_path_factory.mktemp(what)), get_pitfall(what).env
+        return HttpsServer(project, env=env) if how == "https" else Server(project, how=how, env=env)
 
     yield from reused_servers(make, key=lambda what, how: (getattr(what, "id", what), how))
 
@@ -373,26 +380,33 @@ def test_a_second_server_on_a_busy_port_does_not_start(shared, serve, capsys):
 
 @reproduces("no-session-table")
 @pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_a_stale_sessionid_cookie_gets_500_until_the_database_is_migrated(how, variant, serve):
-    """Unmigrated, a handshake with a sessionid cookie gets 500 (no such table); migrated, the same one echoes."""
+async def test_a_stale_sessionid_cookie_gets_500_from_a_database_that_was_never_migrated(how, shared):
+    """Unmigrated: a handshake gets in, with a sessionid cookie it gets 500 (no such table); only runserver warns."""
     from workbook.doctor.probe import STALE_COOKIE
 
-    project = variant("no-session-table")
-    server = serve(project, how=how, env={"WORKBOOK_MIGRATE": "0"})
+    server = shared("no-session-table", how)
+    start = since(server)
     origin = server.http_url.rstrip("/")
     assert await client.handshake_status(server.ws_url(), origin=origin, quiet=True) == 101
-    with_cookie = {"Origin": origin, "Cookie": STALE_COOKIE}
     with pytest.raises(InvalidStatus, match=r"^server rejected WebSocket connection: HTTP 500$"):
-        await connect(server.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT)
-    log = server.wait_for_log(r"django\.db\.utils\.OperationalError: no such table: django_session").string
-    assert "Exception inside application: no such table: django_session" in log
+        await connect(server.ws_url(), additional_headers={"Origin": origin, "Cookie": STALE_COOKIE},
+                      open_timeout=TIMEOUT)
+    log = server.wait_for_log(r"django\.db\.utils\.OperationalError: no such table: django_session",
+                              after=start).string
+    assert "Exception inside application: no such table: django_session" in log[start:]
     assert bool(re.search(r"^You have \d+ unapplied migration\(s\)\. Your project may not work properly until you "
                           r"apply the migrations for app\(s\): admin, auth, contenttypes, sessions\.$", log, re.M)) == (
         how == "runserver")
     assert slugs(await probe(server.ws_url())) == {"no-session-table"}
-    server.stop()
-    migrated = serve(project, how=how)
-    with_cookie["Origin"] = migrated.http_url.rstrip("/")
+
+
+# Once, under runserver: migrating is the database's business, not the server's (both run daphne's same Server).
+async def test_the_same_stale_cookie_gets_in_once_the_database_is_migrated(variant, serve):
+    """The no-session-table project, migrated as `make step-N run` does: the handshake with the cookie echoes."""
+    from workbook.doctor.probe import STALE_COOKIE
+
+    migrated = serve(variant("no-session-table"))
+    with_cookie = {"Origin": migrated.http_url.rstrip("/"), "Cookie": STALE_COOKIE}
     async with connect(migrated.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT) as ws:
         await client.send_json(ws, {"message": "hi"}, quiet=True)
         assert await client.receive(ws, quiet=True) == {"message": "hi"}
@@ -580,11 +594,12 @@ def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_wit
 
 
 @pytest.mark.browser
-def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(variant, serve):
+def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(shared):
     """Chromium with a sessionid cookie for the host loads step 4's page, but its socket gets HTTP 500."""
     from workbook.doctor.probe import STALE_COOKIE
 
-    server = serve(variant("no-session-table"), env={"WORKBOOK_MIGRATE": "0"})
+    server = shared("no-session-table")
+    start = since(server)
     with _chromium() as browser:
         context = browser.new_context()
         name, _, value = STALE_COOKIE.partition("=")
@@ -597,7 +612,7 @@ def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_
     console = r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: Error during WebSocket handshake: " \
               r"Unexpected response code: 500"
     assert any(re.fullmatch(console, text) for text in seen), seen
-    server.wait_for_log(r"no such table: django_session")
+    server.wait_for_log(r"no such table: django_session", after=start)
 
 
 def _open_over_https(server, wait_for: str) -> tuple[list[str], str]:
@@ -792,31 +807,37 @@ def _with_session(server, session: str) -> dict[str, str]:
     return {"Origin": server.http_url.rstrip("/"), "Cookie": f"sessionid={session}"}
 
 
-@reproduces("no-auth-middleware")
-@pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(how, with_users, serve):
-    """URLRouter alone puts no user in the scope: connect raises KeyError: 'user', the handshake gets 500."""
+@pytest.fixture(scope="module")
+def alice_elsewhere(with_users, shared):
+    """Serve no-auth-middleware's step-9 copy (daphne CLI) once, log alice in over HTTP; return (server, sessionid)."""
     from workbook.login import login
 
     project, passwords = with_users("no-auth-middleware")
-    server = serve(project, how=how)
-    session = login(server.http_url, "alice", passwords["alice"])
+    server = shared(project, "daphne")
+    return server, login(server.http_url, "alice", passwords["alice"])
+
+
+# Under the daphne CLI only: the KeyError is the consumer's, in daphne's same Server under runserver too. The daphne
+# CLI imports the variant's asgi.py before Django is set up, the stricter of the two ways to load it; runserver's way
+# (settings, then ASGI_APPLICATION) is test_stages' 09-users checks under -runserver.
+@reproduces("no-auth-middleware")
+async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(alice_elsewhere):
+    """URLRouter alone puts no user in the scope: connect raises KeyError: 'user', the handshake gets 500."""
+    server, session = alice_elsewhere
+    start = since(server)
     for headers in ({"Origin": server.http_url.rstrip("/")}, _with_session(server, session)):
         with pytest.raises(InvalidStatus, match=r"HTTP 500$"):
             await connect(server.ws_url(), additional_headers=headers, open_timeout=TIMEOUT)
-    log = server.wait_for_log(r"KeyError: 'user'").string
-    assert "Exception inside application: 'user'" in log
+    log = server.wait_for_log(r"KeyError: 'user'", after=start).string
+    assert "Exception inside application: 'user'" in log[start:]
 
 
 @reproduces("session-from-another-project")
-async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_with_403(variant, serve):
-    """alice's sessionid from step 9 names nobody in a copy with its own database: 403, the page says log in."""
+async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_with_403(alice_elsewhere, variant, serve):
+    """alice's sessionid from another step-9 project names nobody in a copy with its own database: 403, "log in"."""
     import urllib.request
 
-    from workbook.login import login
-
-    other = serve(get_step(9))
-    session = login(other.http_url, "alice", _step9_users(get_step(9).path)["alice"])
+    _, session = alice_elsewhere
     server = serve(variant("session-from-another-project"))
     with pytest.raises(InvalidStatus, match=r"HTTP 403$"):
         await connect(server.ws_url(), additional_headers=_with_session(server, session), open_timeout=TIMEOUT)
@@ -855,17 +876,21 @@ def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a
 
 
 # --- step 10: the database from an async consumer -----------------------------------------------------------
+# Under runserver only: the mistake is in the consumer, which both servers run in daphne's same Server; the variant
+# changes consumers.py alone, and the daphne CLI's way of loading step 10 (asgi.py first) is test_stages' 10-history
+# checks under -daphne.
 @reproduces("sync-orm-in-async")
-@pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(how, with_users, serve):
+async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(with_users, serve):
     """Message.objects.create in receive_json raises SynchronousOnlyOperation: 1011, the room hears nothing."""
+    import sqlite3
+
     from websockets.exceptions import ConnectionClosed
 
     from workbook.doctor.hints import from_traceback, hint_for
     from workbook.login import login
 
     project, passwords = with_users("sync-orm-in-async")
-    server = serve(project, how=how)
+    server = serve(project)
     alice, bob = (_with_session(server, login(server.http_url, name, passwords[name])) for name in ("alice", "bob"))
     room = server.ws_url("/ws/chat/sync-orm/")
     async with connect(room, additional_headers=alice) as sender, connect(room, additional_headers=bob) as other:
@@ -883,5 +908,6 @@ async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_s
     problem = from_traceback(log, project)
     assert (problem.file, problem.line) == ("chat/consumers.py", 59)
     assert "acreate" in hint_for(problem.error)
-    rows = run_python("manage.py", "history", "sync-orm", cwd=project)
-    assert rows.stdout.strip() == "0 message(s) in room 'sync-orm'", rows.stdout + rows.stderr
+    # The table `manage.py history` reads (test_history runs the command itself), read without starting Django.
+    with contextlib.closing(sqlite3.connect(f"{(project / 'db.sqlite3').as_uri()}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT COUNT(*) FROM chat_message WHERE room = 'sync-orm'").fetchone() == (0,)
