@@ -504,19 +504,25 @@ async def test_a_group_call_without_await_sends_nothing_and_only_daphne_at_v2_sa
         verbose.stop()
 
 
-async def _ping_while_another_handler_runs(server) -> tuple[float, float, dict]:
-    """Return B's ping round trip when idle and while A's message is handled, and what A got back."""
+async def _ping_while_another_handler_sleeps(server, blocked: bool) -> None:
+    """Ping B while A's message is handled (a two-second sleep): stalled until A's reply when blocked, else answered."""
     async with await client.open_socket(server.ws_url("/ws/chat/a/"), quiet=True) as a, \
             await client.open_socket(server.ws_url("/ws/chat/b/"), quiet=True) as b:
-        started = time.monotonic()
-        await asyncio.wait_for(await b.ping(), TIMEOUT)
-        idle = time.monotonic() - started
+        await asyncio.wait_for(await b.ping(), TIMEOUT)  # an idle server answers B's ping
+        start = since(server)
         await client.send_json(a, {"message": "slow one"}, quiet=True)
-        await asyncio.sleep(0.2)  # let A's handler start its two-second call
-        started = time.monotonic()
-        await asyncio.wait_for(await b.ping(), TIMEOUT)
-        busy = time.monotonic() - started
-        return idle, busy, await client.receive(a, timeout=TIMEOUT, quiet=True)
+        await asyncio.to_thread(server.wait_for_log, r"websocket\.receive", after=start)  # A's handler has begun
+        pong, reply = await b.ping(), asyncio.ensure_future(client.receive(a, timeout=TIMEOUT, quiet=True))
+        if blocked:
+            # Half of A's sleep: answered in that time, B would not be waiting for A's handler.
+            done, _ = await asyncio.wait({pong}, timeout=1)
+            assert not done, "B's ping was answered while A's handler slept"
+            assert await reply == {"message": "slow one"}
+            await asyncio.wait_for(pong, TIMEOUT)  # held, not lost
+        else:
+            done, _ = await asyncio.wait({pong, reply}, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            assert done == {pong}, "B's ping waited for A's handler"
+            assert await reply == {"message": "slow one"}
 
 
 @reproduces("blocking-sleep")
@@ -527,13 +533,9 @@ async def test_a_blocking_sleep_in_one_handler_stalls_every_other_connection(var
     consumer = fixed / "chat" / "consumers.py"
     text = consumer.read_text().replace("import time\n", "import asyncio\n")
     consumer.write_text(text.replace("time.sleep(2)", "await asyncio.sleep(2)"))
-
-    idle, stalled, reply = await _ping_while_another_handler_runs(serve(blocking, how="daphne"))
-    assert reply == {"message": "slow one"}
-    assert stalled > 1.2 and stalled > idle + 1.0, (idle, stalled)
-    idle, busy, reply = await _ping_while_another_handler_runs(serve(fixed, how="daphne"))
-    assert reply == {"message": "slow one"}
-    assert busy < stalled - 1.0, (idle, busy, stalled)
+    # Both at once, so the two sleeps overlap. The traced log says when A's handler begins.
+    await asyncio.gather(_ping_while_another_handler_sleeps(serve(blocking, how="daphne", trace=True), True),
+                         _ping_while_another_handler_sleeps(serve(fixed, how="daphne", trace=True), False))
 
 
 # --- the browser's view: what the learner sees in the page and the console ------------------------------
@@ -615,36 +617,40 @@ def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_
     server.wait_for_log(r"no such table: django_session", after=start)
 
 
-def _open_over_https(server, wait_for: str) -> tuple[list[str], str]:
-    """Open the page of `server` (over https) as chat.test in Chromium; return (console, socket state)."""
-    # 127.0.0.1 and localhost count as secure to a browser, so the site gets a public-looking name.
-    rules = ["--host-resolver-rules=MAP chat.test 127.0.0.1", "--disable-features=LocalNetworkAccessChecks"]
+def _open_over_https(browser, server, wait_for: str) -> tuple[list[str], str]:
+    """Open the page of `server` (over https) as chat.test in a new context; return (console, socket state)."""
     public, real = f"https://chat.test:{server.port}", server.http_url.rstrip("/")
-    with _chromium(*rules) as browser:
-        page = browser.new_context(ignore_https_errors=True).new_page()
-        seen = _watch(page)
-        # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
-        page.route(f"{public}/**", lambda route: route.fulfill(
-            response=route.fetch(url=route.request.url.replace(public, real))))
-        page.goto(public + "/")
-        if wait_for == "open":
-            page.wait_for_selector('#state[data-state="open"]')
-        else:
-            _wait_seen(page, seen, wait_for)
-        return seen, page.locator("#state").get_attribute("data-state")
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    seen = _watch(page)
+    # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
+    page.route(f"{public}/**", lambda route: route.fulfill(
+        response=route.fetch(url=route.request.url.replace(public, real))))
+    page.goto(public + "/")
+    if wait_for == "open":
+        page.wait_for_selector('#state[data-state="open"]')
+    else:
+        _wait_seen(page, seen, wait_for)
+    state = page.locator("#state").get_attribute("data-state")
+    context.close()
+    return seen, state
 
 
 @reproduces("mixed-content")
 @pytest.mark.browser
 def test_an_https_page_cannot_open_ws_but_the_fixed_page_opens_wss(shared):
     """Over https, Chromium blocks the broken page's ws:// as mixed content; step 5's page picks wss:// and opens."""
-    seen, state = _open_over_https(shared("mixed-content", "https"), "Failed to construct 'WebSocket'")
+    # 127.0.0.1 and localhost count as secure to a browser, so the site gets a public-looking name.
+    rules = ["--host-resolver-rules=MAP chat.test 127.0.0.1", "--disable-features=LocalNetworkAccessChecks"]
+    with _chromium(*rules) as browser:
+        seen, state = _open_over_https(browser, shared("mixed-content", "https"), "Failed to construct 'WebSocket'")
+        fixed = _open_over_https(browser, shared(step5(), "https"), "open")[1]
     assert any(text.startswith("Mixed Content: The page at 'https://chat.test:") and "This request has been blocked; "
                "this endpoint must be available over WSS." in text for text in seen), seen
     assert any("Failed to construct 'WebSocket': An insecure WebSocket connection may not be initiated from a page "
                "loaded over HTTPS." in text for text in seen), seen
     assert state == "connecting"
-    assert _open_over_https(shared(step5(), "https"), "open")[1] == "open"
+    assert fixed == "open"
 
 
 async def test_the_probe_sees_through_a_self_signed_wss_server(shared):
