@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, reused_servers, run_python, steps
@@ -47,16 +48,22 @@ def variant(tmp_path):
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
-    """Serve a pitfall's broken project, or a step, once per module for the tests that only read from it.
+    """Serve a pitfall's broken project, a step, or a project directory once per module, for tests that only read.
 
-    `shared(slug_or_step, how)`; how "https" is the daphne CLI over TLS. A test reading the log passes
-    `after=since(server)` to wait_for_log, so a line an earlier test caused cannot satisfy it.
+    `shared(slug_or_step_or_path, how)`; how "https" is the daphne CLI over TLS. A pitfall is served as `pitfall run`
+    serves it (no-session-table unmigrated). A test reading the log passes `after=since(server)` to wait_for_log,
+    so a line an earlier test caused cannot satisfy it.
     """
+    from workbook.doctor.pitfalls import get_pitfall
     from workbook.servers.https import HttpsServer
 
-    def make(what: str | Step, how: str) -> Server:
-        project = what.path if isinstance(what, Step) else materialise(what, tmp_path_factory.mktemp(what))
-        return HttpsServer(project) if how == "https" else Server(project, how=how)
+    def make(what: str | Step | Path, how: str) -> Server:
+        env = {}
+        if isinstance(what, (Step, Path)):
+            project = getattr(what, "path", what)
+        else:
+            project, env = materialise(what, tmp_path_factory.mktemp(what)), get_pitfall(what).env
+        return HttpsServer(project, env=env) if how == "https" else Server(project, how=how, env=env)
 
     yield from reused_servers(make, key=lambda what, how: (getattr(what, "id", what), how))
 
@@ -373,26 +380,33 @@ def test_a_second_server_on_a_busy_port_does_not_start(shared, serve, capsys):
 
 @reproduces("no-session-table")
 @pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_a_stale_sessionid_cookie_gets_500_until_the_database_is_migrated(how, variant, serve):
-    """Unmigrated, a handshake with a sessionid cookie gets 500 (no such table); migrated, the same one echoes."""
+async def test_a_stale_sessionid_cookie_gets_500_from_a_database_that_was_never_migrated(how, shared):
+    """Unmigrated: a handshake gets in, with a sessionid cookie it gets 500 (no such table); only runserver warns."""
     from workbook.doctor.probe import STALE_COOKIE
 
-    project = variant("no-session-table")
-    server = serve(project, how=how, env={"WORKBOOK_MIGRATE": "0"})
+    server = shared("no-session-table", how)
+    start = since(server)
     origin = server.http_url.rstrip("/")
     assert await client.handshake_status(server.ws_url(), origin=origin, quiet=True) == 101
-    with_cookie = {"Origin": origin, "Cookie": STALE_COOKIE}
     with pytest.raises(InvalidStatus, match=r"^server rejected WebSocket connection: HTTP 500$"):
-        await connect(server.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT)
-    log = server.wait_for_log(r"django\.db\.utils\.OperationalError: no such table: django_session").string
-    assert "Exception inside application: no such table: django_session" in log
+        await connect(server.ws_url(), additional_headers={"Origin": origin, "Cookie": STALE_COOKIE},
+                      open_timeout=TIMEOUT)
+    log = server.wait_for_log(r"django\.db\.utils\.OperationalError: no such table: django_session",
+                              after=start).string
+    assert "Exception inside application: no such table: django_session" in log[start:]
     assert bool(re.search(r"^You have \d+ unapplied migration\(s\)\. Your project may not work properly until you "
                           r"apply the migrations for app\(s\): admin, auth, contenttypes, sessions\.$", log, re.M)) == (
         how == "runserver")
     assert slugs(await probe(server.ws_url())) == {"no-session-table"}
-    server.stop()
-    migrated = serve(project, how=how)
-    with_cookie["Origin"] = migrated.http_url.rstrip("/")
+
+
+# Once, under runserver: migrating is the database's business, not the server's (both run daphne's same Server).
+async def test_the_same_stale_cookie_gets_in_once_the_database_is_migrated(variant, serve):
+    """The no-session-table project, migrated as `make step-N run` does: the handshake with the cookie echoes."""
+    from workbook.doctor.probe import STALE_COOKIE
+
+    migrated = serve(variant("no-session-table"))
+    with_cookie = {"Origin": migrated.http_url.rstrip("/"), "Cookie": STALE_COOKIE}
     async with connect(migrated.ws_url(), additional_headers=with_cookie, open_timeout=TIMEOUT) as ws:
         await client.send_json(ws, {"message": "hi"}, quiet=True)
         assert await client.receive(ws, quiet=True) == {"message": "hi"}
@@ -490,19 +504,25 @@ async def test_a_group_call_without_await_sends_nothing_and_only_daphne_at_v2_sa
         verbose.stop()
 
 
-async def _ping_while_another_handler_runs(server) -> tuple[float, float, dict]:
-    """Return B's ping round trip when idle and while A's message is handled, and what A got back."""
+async def _ping_while_another_handler_sleeps(server, blocked: bool) -> None:
+    """Ping B while A's message is handled (a two-second sleep): stalled until A's reply when blocked, else answered."""
     async with await client.open_socket(server.ws_url("/ws/chat/a/"), quiet=True) as a, \
             await client.open_socket(server.ws_url("/ws/chat/b/"), quiet=True) as b:
-        started = time.monotonic()
-        await asyncio.wait_for(await b.ping(), TIMEOUT)
-        idle = time.monotonic() - started
+        await asyncio.wait_for(await b.ping(), TIMEOUT)  # an idle server answers B's ping
+        start = since(server)
         await client.send_json(a, {"message": "slow one"}, quiet=True)
-        await asyncio.sleep(0.2)  # let A's handler start its two-second call
-        started = time.monotonic()
-        await asyncio.wait_for(await b.ping(), TIMEOUT)
-        busy = time.monotonic() - started
-        return idle, busy, await client.receive(a, timeout=TIMEOUT, quiet=True)
+        await asyncio.to_thread(server.wait_for_log, r"websocket\.receive", after=start)  # A's handler has begun
+        pong, reply = await b.ping(), asyncio.ensure_future(client.receive(a, timeout=TIMEOUT, quiet=True))
+        if blocked:
+            # Half of A's sleep: answered in that time, B would not be waiting for A's handler.
+            done, _ = await asyncio.wait({pong}, timeout=1)
+            assert not done, "B's ping was answered while A's handler slept"
+            assert await reply == {"message": "slow one"}
+            await asyncio.wait_for(pong, TIMEOUT)  # held, not lost
+        else:
+            done, _ = await asyncio.wait({pong, reply}, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            assert done == {pong}, "B's ping waited for A's handler"
+            assert await reply == {"message": "slow one"}
 
 
 @reproduces("blocking-sleep")
@@ -513,13 +533,9 @@ async def test_a_blocking_sleep_in_one_handler_stalls_every_other_connection(var
     consumer = fixed / "chat" / "consumers.py"
     text = consumer.read_text().replace("import time\n", "import asyncio\n")
     consumer.write_text(text.replace("time.sleep(2)", "await asyncio.sleep(2)"))
-
-    idle, stalled, reply = await _ping_while_another_handler_runs(serve(blocking, how="daphne"))
-    assert reply == {"message": "slow one"}
-    assert stalled > 1.2 and stalled > idle + 1.0, (idle, stalled)
-    idle, busy, reply = await _ping_while_another_handler_runs(serve(fixed, how="daphne"))
-    assert reply == {"message": "slow one"}
-    assert busy < stalled - 1.0, (idle, busy, stalled)
+    # Both at once, so the two sleeps overlap. The traced log says when A's handler begins.
+    await asyncio.gather(_ping_while_another_handler_sleeps(serve(blocking, how="daphne", trace=True), True),
+                         _ping_while_another_handler_sleeps(serve(fixed, how="daphne", trace=True), False))
 
 
 # --- the browser's view: what the learner sees in the page and the console ------------------------------
@@ -580,11 +596,12 @@ def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_wit
 
 
 @pytest.mark.browser
-def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(variant, serve):
+def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(shared):
     """Chromium with a sessionid cookie for the host loads step 4's page, but its socket gets HTTP 500."""
     from workbook.doctor.probe import STALE_COOKIE
 
-    server = serve(variant("no-session-table"), env={"WORKBOOK_MIGRATE": "0"})
+    server = shared("no-session-table")
+    start = since(server)
     with _chromium() as browser:
         context = browser.new_context()
         name, _, value = STALE_COOKIE.partition("=")
@@ -597,39 +614,43 @@ def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_
     console = r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: Error during WebSocket handshake: " \
               r"Unexpected response code: 500"
     assert any(re.fullmatch(console, text) for text in seen), seen
-    server.wait_for_log(r"no such table: django_session")
+    server.wait_for_log(r"no such table: django_session", after=start)
 
 
-def _open_over_https(server, wait_for: str) -> tuple[list[str], str]:
-    """Open the page of `server` (over https) as chat.test in Chromium; return (console, socket state)."""
-    # 127.0.0.1 and localhost count as secure to a browser, so the site gets a public-looking name.
-    rules = ["--host-resolver-rules=MAP chat.test 127.0.0.1", "--disable-features=LocalNetworkAccessChecks"]
+def _open_over_https(browser, server, wait_for: str) -> tuple[list[str], str]:
+    """Open the page of `server` (over https) as chat.test in a new context; return (console, socket state)."""
     public, real = f"https://chat.test:{server.port}", server.http_url.rstrip("/")
-    with _chromium(*rules) as browser:
-        page = browser.new_context(ignore_https_errors=True).new_page()
-        seen = _watch(page)
-        # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
-        page.route(f"{public}/**", lambda route: route.fulfill(
-            response=route.fetch(url=route.request.url.replace(public, real))))
-        page.goto(public + "/")
-        if wait_for == "open":
-            page.wait_for_selector('#state[data-state="open"]')
-        else:
-            _wait_seen(page, seen, wait_for)
-        return seen, page.locator("#state").get_attribute("data-state")
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    seen = _watch(page)
+    # Django's ALLOWED_HOSTS knows 127.0.0.1, not chat.test: fetch the page from the real address.
+    page.route(f"{public}/**", lambda route: route.fulfill(
+        response=route.fetch(url=route.request.url.replace(public, real))))
+    page.goto(public + "/")
+    if wait_for == "open":
+        page.wait_for_selector('#state[data-state="open"]')
+    else:
+        _wait_seen(page, seen, wait_for)
+    state = page.locator("#state").get_attribute("data-state")
+    context.close()
+    return seen, state
 
 
 @reproduces("mixed-content")
 @pytest.mark.browser
 def test_an_https_page_cannot_open_ws_but_the_fixed_page_opens_wss(shared):
     """Over https, Chromium blocks the broken page's ws:// as mixed content; step 5's page picks wss:// and opens."""
-    seen, state = _open_over_https(shared("mixed-content", "https"), "Failed to construct 'WebSocket'")
+    # 127.0.0.1 and localhost count as secure to a browser, so the site gets a public-looking name.
+    rules = ["--host-resolver-rules=MAP chat.test 127.0.0.1", "--disable-features=LocalNetworkAccessChecks"]
+    with _chromium(*rules) as browser:
+        seen, state = _open_over_https(browser, shared("mixed-content", "https"), "Failed to construct 'WebSocket'")
+        fixed = _open_over_https(browser, shared(step5(), "https"), "open")[1]
     assert any(text.startswith("Mixed Content: The page at 'https://chat.test:") and "This request has been blocked; "
                "this endpoint must be available over WSS." in text for text in seen), seen
     assert any("Failed to construct 'WebSocket': An insecure WebSocket connection may not be initiated from a page "
                "loaded over HTTPS." in text for text in seen), seen
     assert state == "connecting"
-    assert _open_over_https(shared(step5(), "https"), "open")[1] == "open"
+    assert fixed == "open"
 
 
 async def test_the_probe_sees_through_a_self_signed_wss_server(shared):
@@ -792,31 +813,37 @@ def _with_session(server, session: str) -> dict[str, str]:
     return {"Origin": server.http_url.rstrip("/"), "Cookie": f"sessionid={session}"}
 
 
-@reproduces("no-auth-middleware")
-@pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(how, with_users, serve):
-    """URLRouter alone puts no user in the scope: connect raises KeyError: 'user', the handshake gets 500."""
+@pytest.fixture(scope="module")
+def alice_elsewhere(with_users, shared):
+    """Serve no-auth-middleware's step-9 copy (daphne CLI) once, log alice in over HTTP; return (server, sessionid)."""
     from workbook.login import login
 
     project, passwords = with_users("no-auth-middleware")
-    server = serve(project, how=how)
-    session = login(server.http_url, "alice", passwords["alice"])
+    server = shared(project, "daphne")
+    return server, login(server.http_url, "alice", passwords["alice"])
+
+
+# Under the daphne CLI only: the KeyError is the consumer's, in daphne's same Server under runserver too. The daphne
+# CLI imports the variant's asgi.py before Django is set up, the stricter of the two ways to load it; runserver's way
+# (settings, then ASGI_APPLICATION) is test_stages' 09-users checks under -runserver.
+@reproduces("no-auth-middleware")
+async def test_without_auth_middleware_every_handshake_gets_500_with_keyerror_user(alice_elsewhere):
+    """URLRouter alone puts no user in the scope: connect raises KeyError: 'user', the handshake gets 500."""
+    server, session = alice_elsewhere
+    start = since(server)
     for headers in ({"Origin": server.http_url.rstrip("/")}, _with_session(server, session)):
         with pytest.raises(InvalidStatus, match=r"HTTP 500$"):
             await connect(server.ws_url(), additional_headers=headers, open_timeout=TIMEOUT)
-    log = server.wait_for_log(r"KeyError: 'user'").string
-    assert "Exception inside application: 'user'" in log
+    log = server.wait_for_log(r"KeyError: 'user'", after=start).string
+    assert "Exception inside application: 'user'" in log[start:]
 
 
 @reproduces("session-from-another-project")
-async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_with_403(variant, serve):
-    """alice's sessionid from step 9 names nobody in a copy with its own database: 403, the page says log in."""
+async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_with_403(alice_elsewhere, variant, serve):
+    """alice's sessionid from another step-9 project names nobody in a copy with its own database: 403, "log in"."""
     import urllib.request
 
-    from workbook.login import login
-
-    other = serve(get_step(9))
-    session = login(other.http_url, "alice", _step9_users(get_step(9).path)["alice"])
+    _, session = alice_elsewhere
     server = serve(variant("session-from-another-project"))
     with pytest.raises(InvalidStatus, match=r"HTTP 403$"):
         await connect(server.ws_url(), additional_headers=_with_session(server, session), open_timeout=TIMEOUT)
@@ -855,17 +882,21 @@ def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a
 
 
 # --- step 10: the database from an async consumer -----------------------------------------------------------
+# Under runserver only: the mistake is in the consumer, which both servers run in daphne's same Server; the variant
+# changes consumers.py alone, and the daphne CLI's way of loading step 10 (asgi.py first) is test_stages' 10-history
+# checks under -daphne.
 @reproduces("sync-orm-in-async")
-@pytest.mark.parametrize("how", ["runserver", "daphne"])
-async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(how, with_users, serve):
+async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(with_users, serve):
     """Message.objects.create in receive_json raises SynchronousOnlyOperation: 1011, the room hears nothing."""
+    import sqlite3
+
     from websockets.exceptions import ConnectionClosed
 
     from workbook.doctor.hints import from_traceback, hint_for
     from workbook.login import login
 
     project, passwords = with_users("sync-orm-in-async")
-    server = serve(project, how=how)
+    server = serve(project)
     alice, bob = (_with_session(server, login(server.http_url, name, passwords[name])) for name in ("alice", "bob"))
     room = server.ws_url("/ws/chat/sync-orm/")
     async with connect(room, additional_headers=alice) as sender, connect(room, additional_headers=bob) as other:
@@ -883,5 +914,6 @@ async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_s
     problem = from_traceback(log, project)
     assert (problem.file, problem.line) == ("chat/consumers.py", 59)
     assert "acreate" in hint_for(problem.error)
-    rows = run_python("manage.py", "history", "sync-orm", cwd=project)
-    assert rows.stdout.strip() == "0 message(s) in room 'sync-orm'", rows.stdout + rows.stderr
+    # The table `manage.py history` reads (test_history runs the command itself), read without starting Django.
+    with contextlib.closing(sqlite3.connect(f"{(project / 'db.sqlite3').as_uri()}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT COUNT(*) FROM chat_message WHERE room = 'sync-orm'").fetchone() == (0,)

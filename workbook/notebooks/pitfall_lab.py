@@ -6,15 +6,11 @@ Servers listen on free ports and stop with the kernel (atexit, and the guard if 
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from ..doctor.pitfalls import describe, get_pitfall, load_pitfalls, materialise
 from ..errors import WorkbookError
-from ..registry import ROOT
 from ..servers.server import Server
 from .kernel import record
 
@@ -88,12 +84,35 @@ def fix(slug: str, how: str | None = None) -> Server | None:
 
 def doctor(*args: str) -> None:
     """Run `python -m workbook doctor …` as a learner would in a terminal and print its report and exit code."""
+    import argparse
+    import contextlib
+    import io
+    import threading
+
+    from ..doctor import command
+
     shown = [str(arg) for arg in args]
     print("$ python -m workbook doctor " + " ".join(shown))
-    done = subprocess.run([sys.executable, "-m", "workbook", "doctor", *shown], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    print((done.stdout + done.stderr).rstrip())
-    print(f"(exit code {done.returncode})")
+    parser = argparse.ArgumentParser(prog="python -m workbook")
+    command.add_commands(parser.add_subparsers())
+    parsed = parser.parse_args(["doctor", *shown])
+    # The command itself, in this process (the project still loads in processes of its own), on a thread of its
+    # own: the kernel's event loop is running, and a probe runs one of its own. Printed as a terminal shows it.
+    out, result = io.StringIO(), {}
+
+    def run() -> None:
+        try:
+            result["code"] = parsed.func(parsed)
+        except WorkbookError as problem:
+            print(f"workbook: {problem}", file=out)
+            result["code"] = 1
+
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        thread = threading.Thread(target=run, name="doctor")
+        thread.start()
+        thread.join()
+    print(out.getvalue().rstrip())
+    print(f"(exit code {result.get('code', 1)})")
 
 
 def stop(server: Server | None = None) -> None:
