@@ -69,19 +69,55 @@ def no_browser_left_behind():
     assert not browser_processes(), "browser processes left running:\n" + "\n".join(browser_processes())
 
 
-@pytest.fixture
-def open_chat(chromium):
-    """Open a page in a fresh browser context and wait for its socket to open; contexts close at teardown."""
-    contexts = []
+class Tabs:
+    """Tabs of one browser context, reused from test to test: each chat a test opens is a fresh document in one.
 
-    def open_page(url: str):
-        page = chat_browser.open_page(chromium, url)
-        contexts.append(page.context)
+    A new tab costs Chromium a renderer process (about as much CPU as the page load itself); a load in an idle tab
+    is a new document all the same, with its own script state and its own socket.
+    """
+
+    def __init__(self, context):
+        self.context, self.idle, self.used = context, [], []
+
+    def tab(self):
+        """Return an idle tab, or a new one; it is idle again after the test."""
+        page = self.idle.pop() if self.idle else self.context.new_page()
+        page.set_default_timeout(TIMEOUT * 1000)
+        self.used.append(page)
         return page
 
-    yield open_page
-    for context in contexts:
-        context.close()
+    def __call__(self, url: str):
+        """Load the chat page at `url` in a tab and wait for its socket to open; return the page."""
+        return chat_browser.show_chat(self.tab(), url)
+
+    def release(self) -> None:
+        """Leave each tab this test used on about:blank (which closes its socket), routes removed, idle again."""
+        from playwright.sync_api import Error
+
+        for page in self.used:
+            try:
+                page.unroute_all()
+                page.goto("about:blank")
+            except Error:
+                page.close()
+            else:
+                self.idle.append(page)
+        self.used.clear()
+
+
+@pytest.fixture(scope="module")
+def tabs(chromium):
+    context = chromium.new_context(viewport=chat_browser.VIEWPORT)
+    yield Tabs(context)
+    context.close()
+
+
+@pytest.fixture
+def open_chat(tabs):
+    """Open a chat page in a tab and wait for its socket to open (`open_chat.tab()`: a bare tab); tabs are freed
+    at teardown."""
+    yield tabs
+    tabs.release()
 
 
 def log_lines(page, kind: str) -> list[str]:
@@ -119,22 +155,17 @@ def test_a_page_served_over_http_opens_ws_to_the_chat_path(project, shared_serve
 
 @pytest.mark.browser
 @pytest.mark.parametrize("project", PAGES)
-def test_a_page_served_over_https_opens_wss(project, shared_server, chromium):
+def test_a_page_served_over_https_opens_wss(project, shared_server, open_chat):
     """Served over https://, the page opens wss:// to the host it came from, so the browser does not block it."""
     server = shared_server(project)
     # The dev server has no TLS: the browser gets the real page's bytes under an https:// address on a port
     # where nothing listens, so the wss:// socket fails at once and the page says so.
     https_host = f"127.0.0.1:{free_port()}"
-    context = chromium.new_context()
-    try:
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT * 1000)
-        page.route(f"https://{https_host}/", lambda route: route.fulfill(response=route.fetch(url=server.http_url)))
-        page.goto(f"https://{https_host}/")
-        assert page.evaluate("chatSocket.url") == f"wss://{https_host}/ws/chat/"
-        assert wait_closed(page).group(1) == "1006"
-    finally:
-        context.close()
+    page = open_chat.tab()
+    page.route(f"https://{https_host}/", lambda route: route.fulfill(response=route.fetch(url=server.http_url)))
+    page.goto(f"https://{https_host}/")
+    assert page.evaluate("chatSocket.url") == f"wss://{https_host}/ws/chat/"
+    assert wait_closed(page).group(1) == "1006"
 
 
 @pytest.mark.browser
@@ -170,9 +201,16 @@ def test_a_console_send_on_chat_socket_is_echoed_on_the_page_and_in_the_console(
     """`chatSocket.send(...)` typed in the console gets its echo shown on the page and logged to the console."""
     page = open_chat(shared_server(project).http_url)
     console = []
-    page.on("console", lambda message: console.append(message))
-    page.evaluate("chatSocket.send(JSON.stringify({message: 'from console'}))")
-    assert chat_browser.wait_received(page, 1) == ["<<< from console"]
+
+    def listen(message):
+        console.append(message)
+
+    page.on("console", listen)
+    try:
+        page.evaluate("chatSocket.send(JSON.stringify({message: 'from console'}))")
+        assert chat_browser.wait_received(page, 1) == ["<<< from console"]
+    finally:
+        page.remove_listener("console", listen)
     # onmessage logs the event, then the parsed data, before it adds the line the wait above saw.
     logged = [arg.json_value() for message in console for arg in message.args]
     assert {"message": "from console"} in logged

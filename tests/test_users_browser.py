@@ -6,6 +6,7 @@ import pytest
 
 from workbook import browser as chat_browser
 from workbook import get_step
+from workbook.servers.server import TIMEOUT
 from workbook.users import create_demo_users
 
 USERS = get_step(9)
@@ -22,19 +23,44 @@ def step9(shared_server):
     return shared_server(USERS)
 
 
+@pytest.fixture(scope="module")
+def contexts(chromium):
+    """A browser context per user (None: anonymous), each logged in once, through the form, on first use."""
+    made: dict = {}
+    yield made
+    for context, _ in made.values():
+        context.close()
+
+
 @pytest.fixture
-def open_chat(chromium):
-    """Open a chat page, logged in when asked, in a fresh context; contexts close at teardown."""
-    contexts = []
+def open_chat(chromium, contexts):
+    """Open a chat page as `login` in a tab of that user's context and wait for its socket to open.
+
+    Tabs are reused from test to test (a new tab costs Chromium a renderer process, a login a password hash): each
+    load is a fresh document with its own socket. At teardown each tab goes to about:blank and is idle again.
+    """
+    used = []
 
     def open_page(url: str, login=None):
-        page = chat_browser.open_page(chromium, url, login=login)
-        contexts.append(page.context)
-        return page
+        first = login not in contexts
+        if first:
+            contexts[login] = (chromium.new_context(viewport=chat_browser.VIEWPORT), [])
+        context, idle = contexts[login]
+        page = idle.pop() if idle else context.new_page()
+        page.set_default_timeout(TIMEOUT * 1000)
+        used.append((page, idle))
+        return chat_browser.show_chat(page, url, login=login if first else None)
 
     yield open_page
-    for context in contexts:
-        context.close()
+    from playwright.sync_api import Error
+
+    for page, idle in used:
+        try:
+            page.goto("about:blank")
+        except Error:
+            page.close()
+        else:
+            idle.append(page)
 
 
 def test_a_logged_in_page_names_its_user_and_shows_its_own_name_on_its_messages(step9, open_chat):
@@ -78,13 +104,11 @@ def test_an_anonymous_page_says_the_socket_was_refused_and_its_login_link_leads_
 
 
 @pytest.mark.parametrize("number", [8, 9], ids=["08-async-json", "09-users"])
-def test_a_message_holding_html_is_shown_as_text_never_run(number, shared_server, open_chat):
+def test_a_message_holding_html_is_shown_as_text_never_run(number, shared_server, step9, open_chat):
     """`<img onerror>` and `<b>` sent to the room appear as their characters: no element is made, no script runs."""
     step = get_step(number)
-    login = None
-    if chat_browser.needs_login(step.path):
-        create_demo_users(step.path)
-        login = ALICE
+    # step9 has made the demo users of step 9, the one step here whose page needs a login.
+    login = ALICE if chat_browser.needs_login(step.path) else None
     page = open_chat(shared_server(step).http_url + "?room=browser-html", login=login)
     chat_browser.send_from_form(page, HOSTILE)
     [line] = chat_browser.wait_received(page, 1)

@@ -111,6 +111,14 @@ def open_page(browser, url: str, login: tuple[str, str] | None = None):
     page's socket is open; return the page."""
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.set_default_timeout(TIMEOUT * 1000)
+    return show_chat(page, url, login)
+
+
+def show_chat(page, url: str, login: tuple[str, str] | None = None):
+    """Load `url` in an open page (logging in as `login` first) and wait until its socket is open; return the page.
+
+    Every load is a fresh document with a socket of its own: a page can show one chat after another.
+    """
     if login:
         log_in(page, url, *login)
     page.goto(url)
