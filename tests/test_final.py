@@ -377,7 +377,9 @@ async def test_with_the_limit_off_a_burst_longer_than_the_read_queue_arrives_who
     database, sessions = fresh_database(tmp_path)
     server = serve(FINAL, how="daphne", env={"CHAT_MESSAGES_PER_SECOND": "0", **database})
     server.sessions = sessions
-    async with await join(server, "burst") as sender, await join(server, "burst", "bob") as listener:
+    # The sender hears its own frames too and never reads them: unbounded, its queue never stops the client reading,
+    # so the server's answer to its close arrives at once (a full queue of 16 left that to the 10 s close timeout).
+    async with await join(server, "burst", max_queue=None) as sender, await join(server, "burst", "bob") as listener:
         # Half a queue more than it holds: the frames past MAX_QUEUED are read only if reading resumes.
         said = [f"line {n}" for n in range(MAX_QUEUED + MAX_QUEUED // 2)]
         for text in said:
