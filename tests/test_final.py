@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from conftest import STARTED_GROUPS, hears_only_its_own, run_python
@@ -33,16 +32,28 @@ PRODUCTION = {
 CONSUMER = (FINAL.path / "chat/consumers.py").read_text()
 LIMIT = int(re.search(r"^MAX_MESSAGE_LENGTH = (\d+)", CONSUMER, re.M).group(1))
 RATE_LIMITED = int(re.search(r"^RATE_LIMITED = (\d+)", CONSUMER, re.M).group(1))
-# A session as django.contrib.auth.login() leaves it, made in the server's own database and settings.
-SESSION = """
+# How many frames of one socket daphne holds for its consumer before it stops reading (mychannels/backpressure.py).
+MAX_QUEUED = int(re.search(r"^MAX_QUEUED = (\d+)", (FINAL.path / "mychannels/backpressure.py").read_text(), re.M)[1])
+# Sessions as django.contrib.auth.login() leaves them, made in the server's own database and settings; prints
+# {name: session key} as its last line. With migrate=True it first migrates that database.
+SESSIONS = """
+import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
-user, _ = get_user_model().objects.get_or_create(username='{name}')
-session = SessionStore()
-session.update({{SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: 'django.contrib.auth.backends.ModelBackend',
-                HASH_SESSION_KEY: user.get_session_auth_hash()}})
-session.create()
-print(session.session_key)
+from django.core.management import call_command
+from django.db import connections
+if {migrate}:
+    call_command('migrate', interactive=False, verbosity=0)
+keys = {{}}
+for name in {names!r}:
+    user, _ = get_user_model().objects.get_or_create(username=name)
+    session = SessionStore()
+    session.update({{SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: 'django.contrib.auth.backends.ModelBackend',
+                    HASH_SESSION_KEY: user.get_session_auth_hash()}})
+    session.create()
+    keys[name] = session.session_key
+connections.close_all()  # the last connection to a WAL database folds the log into the file: a copy is whole
+print(json.dumps(keys))
 """
 # A client that sends frames as fast as its socket takes them, until the server closes it or the deadline passes;
 # it prints "joined", then the close code (None: never closed).
@@ -88,27 +99,27 @@ def how(request) -> str:
     return request.param
 
 
-# The first database `manage.py migrate` made in this process, kept untouched: later tests start from a copy.
-MIGRATED: list[Path] = []
+# The first database made in this process (migrated, alice, bob and carol logged in), kept untouched: every test
+# starts from a copy, so one Django start migrates and logs in for the whole module.
+SEED: dict = {}
+USERS = ("alice", "bob", "carol")
 
 
-def fresh_database(directory, env: dict | None = None) -> dict[str, str]:
-    """Give `directory` a newly migrated sqlite file; return the env that points final's servers at it."""
-    database = {"DJANGO_SQLITE_PATH": str(directory / "db.sqlite3")}
-    if MIGRATED:
-        shutil.copyfile(MIGRATED[0], directory / "db.sqlite3")
-    else:
-        result = run_python("manage.py", "migrate", "--noinput", cwd=FINAL.path, env={**(env or {}), **database})
-        assert result.returncode == 0, result.stderr
-        MIGRATED.append(shutil.copyfile(directory / "db.sqlite3", directory / "migrated.sqlite3"))
-    return {**database, "WORKBOOK_MIGRATE": "0"}
+def fresh_database(directory) -> tuple[dict[str, str], dict[str, str]]:
+    """Give `directory` a copy of the seed database; return the env pointing final's servers at it, and the sessions."""
+    if not SEED:
+        seed = directory / "seed.sqlite3"
+        SEED.update(path=seed, sessions=sessions_in({"DJANGO_SQLITE_PATH": str(seed)}, *USERS, migrate=True))
+    shutil.copyfile(SEED["path"], directory / "db.sqlite3")
+    return {"DJANGO_SQLITE_PATH": str(directory / "db.sqlite3"), "WORKBOOK_MIGRATE": "0"}, dict(SEED["sessions"])
 
 
-def session_for(env: dict[str, str], name: str = "alice") -> str:
-    """Log `name` in (creating the user) in the database and settings of `env`; return the session key."""
-    result = run_python("manage.py", "shell", "-c", SESSION.format(name=name), cwd=FINAL.path, env=env)
+def sessions_in(env: dict[str, str], *names: str, migrate: bool = False) -> dict[str, str]:
+    """Log `names` in (creating the users) in the database and settings of `env`; return their session keys."""
+    script = SESSIONS.format(names=names, migrate=migrate)
+    result = run_python("manage.py", "shell", "-c", script, cwd=FINAL.path, env=env)
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +130,11 @@ def final_server(tmp_path_factory):
     def get(how: str) -> Server:
         server = started.get(how)
         if server is None or not server.running:
-            env = fresh_database(tmp_path_factory.mktemp(f"final-{how}"))
+            env, sessions = fresh_database(tmp_path_factory.mktemp(f"final-{how}"))
             server = started[how] = Server(FINAL, how=how, env=env)
             server.start()
             STARTED_GROUPS.append(server.pid)
-            server.sessions = {name: session_for(env, name) for name in ("alice", "bob", "carol")}
+            server.sessions = sessions
         return server
 
     yield get
@@ -235,9 +246,10 @@ async def test_only_a_logged_in_page_of_this_site_may_open_a_socket(how, sent, u
 
 async def test_in_production_the_origin_must_be_an_allowed_host(serve, tmp_path):
     """With DJANGO_ALLOWED_HOSTS=chat.example.com, that origin is accepted and the loopback one refused."""
-    env = {**PRODUCTION, **fresh_database(tmp_path, PRODUCTION)}
+    # The seed's sessions are signed with the development SECRET_KEY: production's own key needs its own session.
+    env = {**PRODUCTION, **fresh_database(tmp_path)[0]}
     server = serve(FINAL, how="daphne", env=env)
-    server.sessions = {"alice": session_for(env)}
+    server.sessions = sessions_in(env, "alice")
     assert await handshake_status(server, sent_origin="https://chat.example.com") == 101
     assert await handshake_status(server) == 403
     # The page is served to the allowed host over (proxied) https; plain http is redirected to https.
@@ -361,12 +373,15 @@ async def test_a_client_flooding_as_fast_as_it_can_is_closed_while_its_room_chat
 
 
 async def test_with_the_limit_off_a_burst_longer_than_the_read_queue_arrives_whole_and_in_order(serve, tmp_path):
-    """Under daphne, 100 frames sent at once pause reading at 32 waiting; it resumes, and all reach the room."""
-    env = {"CHAT_MESSAGES_PER_SECOND": "0", **fresh_database(tmp_path)}
-    server = serve(FINAL, how="daphne", env=env)
-    server.sessions = {name: session_for(env, name) for name in ("alice", "bob")}
-    async with await join(server, "burst") as sender, await join(server, "burst", "bob") as listener:
-        said = [f"line {n}" for n in range(100)]
+    """Under daphne, a burst past MAX_QUEUED frames pauses reading; it resumes, and every frame reaches the room."""
+    database, sessions = fresh_database(tmp_path)
+    server = serve(FINAL, how="daphne", env={"CHAT_MESSAGES_PER_SECOND": "0", **database})
+    server.sessions = sessions
+    # The sender hears its own frames too and never reads them: unbounded, its queue never stops the client reading,
+    # so the server's answer to its close arrives at once (a full queue of 16 left that to the 10 s close timeout).
+    async with await join(server, "burst", max_queue=None) as sender, await join(server, "burst", "bob") as listener:
+        # Half a queue more than it holds: the frames past MAX_QUEUED are read only if reading resumes.
+        said = [f"line {n}" for n in range(MAX_QUEUED + MAX_QUEUED // 2)]
         for text in said:
             await sender.send(json.dumps({"message": text}))
         heard = [(await client.receive(listener, quiet=True))["message"]]
@@ -412,9 +427,10 @@ def test_workbook_run_final_serves_it_with_the_daphne_cli():
 @pytest.mark.redis
 async def test_two_final_servers_share_rooms_through_redis(redis_servers, serve, tmp_path):
     """A client of the daphne process reaches a client of the uvicorn process through one Redis and one database."""
-    env = {"REDIS_URL": redis_servers().url, **fresh_database(tmp_path)}
+    database, sessions = fresh_database(tmp_path)
+    env = {"REDIS_URL": redis_servers().url, **database}
     a, b = serve(FINAL, how="daphne", env=env), serve(FINAL, how="uvicorn", env=env)
-    a.sessions = b.sessions = {name: session_for(env, name) for name in ("alice", "bob")}
+    a.sessions = b.sessions = sessions
     async with await join(a, "shared") as on_a, await join(b, "shared", "bob") as on_b:
         await client.send_text(on_b, "not json", quiet=True)
         assert "error" in await client.receive(on_b, quiet=True)
@@ -432,9 +448,9 @@ async def test_a_surge_of_300_handshakes_on_redis_is_all_accepted(redis_servers,
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1024:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
-    env = {"REDIS_URL": redis_servers().url, **fresh_database(tmp_path)}
-    server = serve(FINAL, how="daphne", env=env)
-    server.sessions = {"alice": session_for(env)}
+    database, sessions = fresh_database(tmp_path)
+    server = serve(FINAL, how="daphne", env={"REDIS_URL": redis_servers().url, **database})
+    server.sessions = sessions
     results = await asyncio.gather(
         *(handshake_status(server, path=f"/ws/chat/surge-{i % 30}/") for i in range(300)), return_exceptions=True,
     )
@@ -446,9 +462,9 @@ async def test_a_surge_of_300_handshakes_on_redis_is_all_accepted(redis_servers,
 async def test_redis_going_away_sends_an_error_frame_and_the_server_recovers(redis_servers, serve, tmp_path):
     """With Redis stopped, an open socket gets an error frame and a 1011 close; once it is back, rooms work again."""
     redis = redis_servers()
-    env = {"REDIS_URL": redis.url, **fresh_database(tmp_path)}
-    server = serve(FINAL, how="daphne", env=env)
-    server.sessions = {"alice": session_for(env)}
+    database, sessions = fresh_database(tmp_path)
+    server = serve(FINAL, how="daphne", env={"REDIS_URL": redis.url, **database})
+    server.sessions = sessions
     ws = await join(server, "outage")
     redis.stop()
     error = await client.receive(ws, quiet=True)

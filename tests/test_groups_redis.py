@@ -7,9 +7,9 @@ import json
 import urllib.request
 
 import pytest
-from conftest import HOWS, hears_only_its_own, run_python, steps
+from conftest import HOWS, STARTED_GROUPS, hears_only_its_own, need, run_python, steps, stop_behind
 
-from workbook import client, free_port, get_step
+from workbook import Server, client, free_port, get_step
 from workbook.communicator import drive
 
 # How long a client must stay silent to count as "got nothing": messages here arrive within milliseconds.
@@ -106,6 +106,35 @@ async def test_two_processes_of_step_06_do_not_share_rooms(serve):
 # --- step 07: the Redis layer ----------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def on_redis():
+    """Return get(step): (redis, runserver, daphne), both servers on that one Redis, started once per module.
+
+    The rooms test and the outage test read the same pair: the outage test ends with Redis back on its port, and
+    get() starts again whatever a failed test left stopped.
+    """
+    from workbook.servers.redis import GET_REDIS, RedisServer, binary
+
+    need(binary() is not None, "redis-server", GET_REDIS)
+    pairs: dict[int, tuple] = {}
+
+    def started(process):
+        if not process.running:
+            process.start()
+            STARTED_GROUPS.append(process.pid)
+        return process
+
+    def get(step):
+        if step.number not in pairs:
+            redis = started(RedisServer())
+            env = {"REDIS_URL": redis.url}
+            pairs[step.number] = (redis, Server(step, env=env), Server(step, how="daphne", env=env))
+        return tuple(map(started, pairs[step.number]))
+
+    yield get
+    stop_behind(process for pair in pairs.values() for process in pair)
+
+
 @pytest.mark.parametrize("step", steps(7, 8))
 async def test_without_redis_url_the_step_runs_on_the_in_memory_layer_and_says_so(step, serve):
     """With REDIS_URL unset, the startup line and the page name the in-memory layer, and rooms still work."""
@@ -119,11 +148,9 @@ async def test_without_redis_url_the_step_runs_on_the_in_memory_layer_and_says_s
 
 @pytest.mark.parametrize("step", steps(7, 8))
 @pytest.mark.redis
-async def test_two_servers_share_a_room_through_redis(step, redis_servers, serve):
+async def test_two_servers_share_a_room_through_redis(step, on_redis):
     """A client of one server process reaches a client of another, runserver and daphne, through one Redis."""
-    redis = redis_servers()
-    env = {"REDIS_URL": redis.url}
-    a, b = serve(step, env=env), serve(step, how="daphne", env=env)
+    redis, a, b = on_redis(step)
     for server in (a, b):
         server.wait_for_log(rf"^channel layer: RedisChannelLayer at 127\.0\.0\.1:{redis.port}$")
         assert f'<code id="channel-layer">RedisChannelLayer at 127.0.0.1:{redis.port}</code>' in page(server.http_url)
@@ -171,11 +198,9 @@ def test_run_with_redis_url_pointing_at_nothing_says_how_to_get_a_redis_in_one_l
 @pytest.mark.parametrize("step", steps(7, 8))
 @pytest.mark.redis
 async def test_redis_stopping_mid_run_gives_clients_an_error_and_delivery_resumes_when_it_is_back(
-        step, redis_servers, serve):
+        step, on_redis):
     """Redis going away sends each client an error frame and a 1011 close; the servers stay up and recover."""
-    redis = redis_servers()
-    env = {"REDIS_URL": redis.url}
-    a, b = serve(step, env=env), serve(step, how="daphne", env=env)
+    redis, a, b = on_redis(step)
     on_a = await client.open_socket(a.ws_url("/ws/chat/outage/"), quiet=True)
     on_b = await client.open_socket(b.ws_url("/ws/chat/outage/"), quiet=True)
     await say(on_a, "before")
@@ -191,7 +216,8 @@ async def test_redis_stopping_mid_run_gives_clients_an_error_and_delivery_resume
         # A handshake while Redis is away is refused outright: the consumer cannot join its room.
         assert await client.handshake_status(server.ws_url("/ws/chat/outage/"), quiet=True) == 500
 
-    redis_servers(port=redis.port)
+    redis.start()  # on its port again
+    STARTED_GROUPS.append(redis.pid)
     async with await client.open_socket(a.ws_url("/ws/chat/outage/"), quiet=True) as on_a, \
             await client.open_socket(b.ws_url("/ws/chat/outage/"), quiet=True) as on_b:
         await say(on_b, "after")

@@ -93,20 +93,25 @@ def _git_status() -> str:
     return done.stdout
 
 
-# Both touch steps/04-routing/db.sqlite3 itself (one deletes it): they share a worker, so they never overlap.
-@pytest.mark.xdist_group("server-04-routing")
-def test_serving_every_stage_migrates_it_without_a_warning_and_leaves_git_status_as_it_was(serve):
+def _git_ignores(path: Path) -> bool:
+    return subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT).returncode == 0
+
+
+# The session's shared runserver of each stage, which the stage tests start anyway (and which the xdist group of a
+# `project` parameter puts on their worker): serving it is what this test checks, so it need not start another.
+# The step 4 one shares its worker with test_run_says_nothing_…, which deletes that step's database.
+@pytest.mark.parametrize("project", [*steps(), pytest.param(get_step("final"), id="final")])
+def test_serving_every_stage_migrates_it_without_a_warning_and_leaves_git_status_as_it_was(project, shared_server):
     """Each step and final/ served by runserver prints no unapplied-migrations warning and adds nothing to git."""
     need(shutil.which("git") is not None and (ROOT / ".git").exists(), "git and a clone",
          "install git and work in a git clone of the workbook")
     before = _git_status()
-    for project in [*(p.values[0] for p in steps()), ROOT / "final"]:
-        server = serve(project, how="runserver")
-        log = server.wait_for_log(r"Quit the server with").string
-        assert "unapplied migration" not in log, log
-        server.stop()
-        database = getattr(project, "path", project) / "db.sqlite3"
-        assert database.is_file() and "db.sqlite3" not in project_files(database.parent)
+    log = shared_server(project, "runserver").wait_for_log(r"Quit the server with").string
+    assert "unapplied migration" not in log, log
+    database = project.path / "db.sqlite3"
+    assert database.is_file() and "db.sqlite3" not in project_files(database.parent)
+    # Whether this test started the server or an earlier one did, git never shows the database nor its journals.
+    assert all(_git_ignores(database.with_name(database.name + suffix)) for suffix in ("", "-journal", "-wal", "-shm"))
     assert _git_status() == before
 
 
@@ -212,11 +217,13 @@ def test_workbook_migrate_0_leaves_the_database_alone(tmp_path):
     assert (set(STAMPS.glob("*.json")) if STAMPS.is_dir() else set()) == stamps
 
 
-# Both touch steps/04-routing/db.sqlite3 itself (one deletes it): they share a worker, so they never overlap.
+# It deletes steps/04-routing/db.sqlite3 itself: it shares a worker with the tests that serve step 4 from there.
 @pytest.mark.xdist_group("server-04-routing")
 def test_run_says_nothing_about_migrations_on_a_first_run(tmp_path):
-    """`python -m workbook run 4` on an unmigrated step prints only the server's own lines, then echoes a cookie."""
+    """`python -m workbook run 4` on an unmigrated step prints only its server's lines, echoes, adds nothing to git."""
     database = get_step(4).path / "db.sqlite3"
+    in_git = shutil.which("git") is not None and (ROOT / ".git").exists()
+    before = _git_status() if in_git else ""
     database.unlink(missing_ok=True)
     port = free_port()
     out = open(tmp_path / "run.log", "w+")
@@ -237,6 +244,8 @@ def test_run_says_nothing_about_migrations_on_a_first_run(tmp_path):
     printed = (tmp_path / "run.log").read_text()
     assert database.is_file() and not group_alive(process.pid)
     assert "migrat" not in printed.lower() and "Traceback" not in printed, printed
+    # A database made anew adds nothing that git shows.
+    assert (_git_status() if in_git else "") == before
 
 
 def test_the_doctor_warns_of_a_migration_the_database_lacks_but_not_of_the_session_table(tmp_path):

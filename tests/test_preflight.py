@@ -18,6 +18,9 @@ from workbook.servers.server import TIMEOUT, free_port
 
 # What a temporary copy of the checkout needs for the preflight: the runner, the registry, step 4, the locks.
 COPIED = ["workbook", "steps/steps.toml", "steps/04-routing", "pitfalls/pitfalls.toml", "uv.lock", "pyproject.toml"]
+# For a run whose browser line no test reads: a browser that is not there spares a headless Chromium's start (about
+# a CPU-second). The tests of the browser line itself, and the ready laptop's, keep the real one.
+NO_BROWSER = {"WORKBOOK_BROWSER": "/nonexistent/chromium"}
 
 
 def mark(output: str, start: str) -> str:
@@ -70,7 +73,7 @@ def test_a_busy_port_is_a_cross_that_says_how_to_carry_on():
         busy.bind(("127.0.0.1", 0))  # the kernel's pick: a free_port() probe could be taken before the bind
         busy.listen()
         port = busy.getsockname()[1]
-        result = preflight({"PORT": str(port)})
+        result = preflight({"PORT": str(port), **NO_BROWSER})
     assert result.returncode == 1, result.stdout
     assert (f"✘ port {port} is busy (another program listens there): stop it (Ctrl-C in its terminal, or "
             f"`python -m workbook stop`), or use another port for the whole session, e.g. PORT={port + 1} "
@@ -81,7 +84,7 @@ def test_a_busy_port_is_a_cross_that_says_how_to_carry_on():
 def test_without_a_virtualenv_preflight_still_answers_and_says_to_set_up(tmp_path):
     """Run by a plain Python with no .venv/, it names the missing virtualenv, serves nothing and creates nothing."""
     missing = tmp_path / "no-venv"
-    result = preflight({"WORKBOOK_VENV": str(missing)}, python=sys._base_executable)
+    result = preflight({"WORKBOOK_VENV": str(missing), **NO_BROWSER}, python=sys._base_executable)
     assert result.returncode == 1, result.stdout + result.stderr
     assert ("✘ virtualenv no-venv/ does not exist yet: run `python -m workbook setup --dev` at home") in result.stdout
     assert "✘ step 4 was not served: it needs the virtualenv (see above)" in result.stdout
@@ -104,7 +107,7 @@ def test_a_broken_step_4_is_a_cross_that_says_how_to_repair_it(how, checkout):
     text = consumer.read_text(encoding="utf-8")
     assert old in text
     consumer.write_text(text.replace(old, new, 1), encoding="utf-8")
-    result = preflight({"WORKBOOK_VENV": str(venv.VENV)}, cwd=checkout, python=str(venv.venv_python()))
+    result = preflight({"WORKBOOK_VENV": str(venv.VENV), **NO_BROWSER}, cwd=checkout, python=str(venv.venv_python()))
     assert result.returncode == 1, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("✘ step 4"))
     assert line.startswith(f"✘ {said}"), line
@@ -144,7 +147,7 @@ def test_make_preflight_runs_from_the_system_python_inside_the_ready_virtualenv(
         port = busy.getsockname()[1]
         done = subprocess.run(["make", "--no-print-directory", "preflight", f"PYTHON={sys._base_executable}"],
                               cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT * 4,
-                              env={**os.environ, "PORT": str(port)})
+                              env={**os.environ, "PORT": str(port), **NO_BROWSER})
     assert done.returncode == 2, done.stdout + done.stderr  # make's own code for a recipe that failed
     assert mark(done.stdout, "virtualenv") == "✔" and mark(done.stdout, "step 4") == "✔", done.stdout
     assert f"or use another port for the whole session, e.g. PORT={port + 1} make step-1 run" in done.stdout

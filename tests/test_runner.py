@@ -14,7 +14,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import group_alive, run_python
+from conftest import group_alive, run_python, steps
 
 from workbook import Server, WorkbookError, get_step
 from workbook.diffs import as_html, unified
@@ -73,9 +73,11 @@ def test_a_busy_port_is_reported_in_one_line_with_the_way_out(listener):
     assert "\n" not in message
 
 
-def test_a_busy_port_names_the_step_still_running_there(serve):
+# Only read: the session's shared server of step 3 (the step parameter puts the test on the worker of step 3's tests).
+@pytest.mark.parametrize("step", steps(3))
+def test_a_busy_port_names_the_step_still_running_there(step, shared_server):
     """When the runner's own server holds the port, the message names that step."""
-    running = serve(get_step(3))
+    running = shared_server(step, "runserver")
     with pytest.raises(WorkbookError, match=rf"port {running.port} is busy \(03-scope is still running there\)"):
         Server(get_step(4), port=running.port).start()
 

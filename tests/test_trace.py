@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import HOWS, STARTED_GROUPS
+from conftest import HOWS, STARTED_GROUPS, steps
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -132,10 +132,12 @@ async def test_tracing_leaves_the_steps_files_as_they_were(traced):
     assert files_of(traced.project) == traced.files_before
 
 
+# The session's shared servers of step 4 (the step parameter puts the test on the worker of step 4's tests).
 @pytest.mark.parametrize("how", HOWS)
-async def test_without_trace_the_server_prints_no_event(shared_server, how):
+@pytest.mark.parametrize("step", steps(4))
+async def test_without_trace_the_server_prints_no_event(shared_server, step, how):
     """The same conversation with a server started without --trace leaves no trace line in its output."""
-    server = shared_server(get_step(4), how)
+    server = shared_server(step, how)
     async with connect(server.ws_url(), origin=origin(server)) as ws:
         await ws.send(HI)
         assert json.loads(await ws.recv()) == {"message": "hi"}
