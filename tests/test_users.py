@@ -176,16 +176,16 @@ def test_running_demo_users_again_keeps_everyone_logged_in(step9):
 
 def test_make_step_9_users_skips_the_command_until_a_password_changes_and_then_resets_it(tmp_path, monkeypatch):
     """The command runs once; logins leave it skipped; after alice's password changed by hand it runs and resets it."""
+    import workbook.demo_users
     import workbook.servers.server
-    import workbook.users
 
     # The test's own interpreter serves the copy, as .venv's does `make step-9 users`: then its Django is known.
     monkeypatch.setattr(workbook.servers.server, "in_venv", lambda: True)
     project = copy_of_step_9(tmp_path / "project")
     printed = create_demo_users(project)
     assert "alice / alice-password" in printed and "bob / bob-password" in printed
-    ran, run = [], workbook.users.run_demo_users
-    monkeypatch.setattr(workbook.users, "run_demo_users", lambda *args: ran.append(args) or run(*args))
+    ran, run = [], workbook.demo_users.run_demo_users
+    monkeypatch.setattr(workbook.demo_users, "run_demo_users", lambda *args: ran.append(args) or run(*args))
     with sqlite3.connect(project / "db.sqlite3") as db:  # what a login writes: a last_login, a session
         db.execute("UPDATE auth_user SET last_login = '2030-01-01 00:00:00' WHERE username = 'alice'")
         db.execute("INSERT INTO django_session VALUES ('a-session-key', 'data', '2030-01-01 00:00:00')")

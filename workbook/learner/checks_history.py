@@ -7,11 +7,11 @@ import json
 import secrets
 import subprocess
 
+from ..demo_users import run_demo_users
 from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
 from ..login import cookie_header, login
 from ..state import TIMEOUT
-from ..users import run_demo_users
 from .check_base import IN_PROCESS, QUICK, Failed, Run, check
 
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}

@@ -7,12 +7,12 @@ import json
 import urllib.error
 import urllib.request
 
+from ..demo_users import COMMAND as DEMO_USERS_COMMAND
+from ..demo_users import run_demo_users
 from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
 from ..login import LOGIN_PATH, cookie_header, login
 from ..state import TIMEOUT
-from ..users import COMMAND as DEMO_USERS_COMMAND
-from ..users import run_demo_users
 from .check_base import QUICK, RUNSERVER, Failed, Run, check
 
 ALICE = ("alice", "alice-password")
