@@ -46,7 +46,7 @@ def create_demo_users(project: Path, label: str = "") -> str:
     migrate_if_needed(server)
     python = server.command()[0]
     stamp = STAMPS / f"{hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:16]}.json"
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, LookupError, TypeError):  # no stamp, or not one of ours
         saved = json.loads(stamp.read_text(encoding="utf-8"))
         if saved["state"] is not None and saved["state"] == _state(project, python):
             return saved["stdout"]
