@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import HOWS, run_python
+from conftest import run_python
 from websockets.exceptions import ConnectionClosed
 
 from workbook import client, get_step
@@ -56,11 +56,12 @@ async def conversation(server) -> list[str]:
     return seen
 
 
-@pytest.mark.parametrize("how", HOWS)
-async def test_steps_07_and_08_hold_the_same_conversation(how, serve):
+async def test_steps_07_and_08_hold_the_same_conversation(serve):
     """The same scripted exchange against step 07 and step 08 gives the same transcript, frame for frame."""
-    # The two servers start, and hold their conversations, side by side: they share nothing.
-    servers = await asyncio.gather(*(asyncio.to_thread(serve, step, how=how, env={"REDIS_URL": ""})
+    # The consumers run in the same daphne Server whichever way it is started: runserver here, and test_stages.py
+    # checks both steps under runserver and the daphne CLI. The two servers start, and hold their conversations,
+    # side by side: they share nothing.
+    servers = await asyncio.gather(*(asyncio.to_thread(serve, step, env={"REDIS_URL": ""})
                                      for step in (REDIS, ASYNC_JSON)))
     transcripts = await asyncio.gather(*map(conversation, servers))
     assert transcripts[0] == transcripts[1]

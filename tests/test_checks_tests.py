@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
@@ -80,17 +79,6 @@ def test_a_fault_that_no_longer_fits_the_consumer_is_an_error():
     """A consumer without the spot a fault changes raises, rather than running an unbroken copy."""
     with pytest.raises(ValueError, match="exactly once"):
         ct.broken_consumer("no-history", "class ChatConsumer: pass\n")
-
-
-@pytest.mark.browser
-def test_the_steps_own_tests_pass_under_the_workbook_venv(tmp_path):
-    """`python manage.py test` in a copy of steps/11-tests runs all 7 tests, the browser one included, and passes."""
-    result = ct.finish(ct.start_tests(ct.copy_project(STEP.path, tmp_path, ct.reference_consumer())))
-    assert result.passed, result.first_failure()
-    assert result.count == 7, result.summary
-    if result.skipped():
-        need(False, "Chromium for the step's browser test", result.skipped()[0])
-    assert not os.path.exists(tmp_path / STEP.path.name / "test-db.sqlite3"), "the test database was left behind"
 
 
 CASES = {

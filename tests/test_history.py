@@ -1,14 +1,21 @@
-"""Step 10: messages are saved with the session's user and replayed to whoever joins, under runserver and daphne."""
+"""Step 10: messages are saved with the session's user and replayed to whoever joins.
+
+The consumer under test runs in the same daphne Server whether `manage.py runserver` or the daphne CLI loads it,
+so these tests talk to step 10's runserver; test_stages.py runs every step-10 check (saving, replaying, refusing)
+under both, and one test below replays through the daphne CLI what runserver saved.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
+import sqlite3
 import urllib.request
 
 import pytest
-from conftest import HOWS, run_python
+from conftest import run_python
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -23,12 +30,6 @@ PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 pytestmark = pytest.mark.xdist_group(f"server-{HISTORY.id}")
 
 
-@pytest.fixture(params=HOWS)
-def how(request) -> str:
-    """Each real-server test runs under `manage.py runserver` and under the `daphne` CLI."""
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def demo_users() -> dict[str, str]:
     """Create alice and bob in step 10's database, through the runner as a learner would."""
@@ -37,9 +38,9 @@ def demo_users() -> dict[str, str]:
 
 
 @pytest.fixture
-def step10(how, shared_server, demo_users):
-    """Step 10's server for this `how`, with its demo users in the database."""
-    return shared_server(HISTORY, how)
+def step10(shared_server, demo_users):
+    """Step 10's runserver, with its demo users in the database."""
+    return shared_server(HISTORY, "runserver")
 
 
 def fresh_room() -> str:
@@ -47,8 +48,22 @@ def fresh_room() -> str:
     return f"t-{secrets.token_hex(6)}"
 
 
+# A login checks a password at 1,000,000 PBKDF2 iterations, and no test here ends a session: one per user will do.
+SESSIONS: dict[tuple[str, str], str] = {}
+
+
 def sessionid(server, username: str) -> str:
-    return login(server.http_url, username, PASSWORDS[username])
+    """Return a session for `username` on this server, logging in the first time only."""
+    key = (server.http_url, username)
+    if key not in SESSIONS:
+        SESSIONS[key] = login(server.http_url, username, PASSWORDS[username])
+    return SESSIONS[key]
+
+
+def saved_in(room: str) -> int:
+    """Count the room's saved messages, straight from step 10's database."""
+    with contextlib.closing(sqlite3.connect(HISTORY.path / "db.sqlite3", timeout=TIMEOUT)) as db:
+        return db.execute("SELECT COUNT(*) FROM chat_message WHERE room = ?", (room,)).fetchone()[0]
 
 
 def opening(server, room: str, session: str | None = None):
@@ -129,7 +144,7 @@ async def test_an_anonymous_or_forged_session_is_refused_with_403_and_saves_noth
         async with opening(step10, room, cookie):
             pass
     assert refused.value.response.status_code == 403
-    assert history_command(room) == [f"0 message(s) in room '{room}'"]
+    assert saved_in(room) == 0
     assert "Traceback" not in step10.log_text()
 
 
@@ -145,8 +160,9 @@ async def test_history_outlives_the_server_that_saved_it(serve, demo_users):
 
 
 async def test_the_history_command_prints_the_rows_oldest_first_and_last_limits_them(step10):
-    """`manage.py history ROOM` lists time, user and text in order; `--last 2` keeps the newest two."""
-    room = fresh_room()
+    """`manage.py history ROOM` lists time, user and text in order; `--last 2` keeps the newest two; none is 0."""
+    room, empty = fresh_room(), fresh_room()
+    assert history_command(empty) == [f"0 message(s) in room '{empty}'"]
     await say(step10, room, sessionid(step10, "alice"), ["one", "two", "three"])
     lines = history_command(room)
     assert [line.split("  ", 1)[1] for line in lines[:-1]] == ["alice: one", "alice: two", "alice: three"]

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import STEPS, need, run_python, steps
 
 from workbook import WorkbookError, get_step
 from workbook.diffs import changed_files
+from workbook.learner import checks_tests, probe
 from workbook.learner import workspace as learner
 from workbook.learner.check_base import Failed, Run, Unavailable
 from workbook.learner.checks import Result, checks_for, redis_shares_rooms, run_checks
@@ -102,18 +104,50 @@ def test_doing_the_steps_real_changes_makes_the_workspace_its_snapshot(step, ws)
     assert changed_files(step, ws) == []
 
 
+def watch_correct_runs(monkeypatch) -> list:
+    """Record each `manage.py test` run on the step's own consumer that step 11's checks read, as it finishes.
+
+    With it, the checks' own run also proves what the step's tests are: 7 of them, none skipped, and a test
+    database Django removed again (the run's copy is gone once the checks end, so it is looked at here).
+    """
+    seen = []
+    read = checks_tests.Runs.__getitem__
+
+    def recording(runs, name: str):
+        result = read(runs, name)
+        if name == "correct" and not any(entry[0] is result for entry in seen):
+            copy = Path(runs._scratch.name) / name
+            seen.append((result, sorted(path.name for path in copy.rglob("test-db.sqlite3*"))))
+        return result
+
+    monkeypatch.setattr(checks_tests.Runs, "__getitem__", recording)
+    return seen
+
+
 # That every check passes on each snapshot is test_stages.py's; here learner mode plays it once end to end, on the
 # last step ("That was the last step", its database created fresh in the workspace). Step 4's "Next: …" is the
 # make test's below.
+@pytest.mark.browser
 @pytest.mark.parametrize("step", steps(STEPS[-1].number))
-def test_doing_the_steps_real_changes_passes_its_check(step, ws, capsys):
-    """Start, copy the snapshot's changed files in, check: every check passes and the exit code is 0."""
+def test_doing_the_steps_real_changes_passes_its_check(step, ws, capsys, monkeypatch):
+    """Start, copy the snapshot's changed files in, check: every check passes and the exit code is 0.
+
+    On step 11 the step's own tests run under the workbook's venv: all 7, the browser one included, pass.
+    """
     need_redis_for(step)
     learner.start(step.number)
     assert changed_files(previous(step).path, ws) == []
     apply(step, ws)
+    correct_runs = watch_correct_runs(monkeypatch)
     code = learner.check()
     out = capsys.readouterr().out
+    if step.number == 11:
+        [(run, left_behind)] = correct_runs
+        if run.passed and run.skipped():
+            need(False, "Chromium for the step's browser test", run.skipped()[0])
+        assert run.passed, run.first_failure()
+        assert run.count == 7, run.summary
+        assert left_behind == [], "the test database was left behind"
     assert code == 0, out
     assert "checks pass" in out and "✘" not in out and "FAIL" not in out
     assert ("That was the last step." if step == STEPS[-1] else "Next: ") in out
@@ -380,3 +414,19 @@ def test_check_without_a_started_step_says_how_to_start(ws):
     with pytest.raises(WorkbookError, match="start 1"):
         learner.check()
 
+
+
+def test_the_facts_are_remembered_under_every_file_and_the_environment_the_project_reads(ws):
+    """The facts memo's key changes with any project file and a variable the settings read; not with a database."""
+    learner.start(7)
+    apply(get_step(7), ws)  # step 7's settings read REDIS_URL
+    env = {"PYTHONPATH": str(ws)}
+    key = probe.inputs(ws, env)
+    assert probe.inputs(ws, {**env, "SOMETHING_ELSE": "1"}) == key
+    assert probe.inputs(ws, {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}) != key
+    assert probe.inputs(ws, {**env, "DJANGO_SETTINGS_MODULE": "elsewhere.settings"}) != key
+    (ws / "db.sqlite3").write_bytes(b"rows and sessions")
+    assert probe.inputs(ws, env) == key
+    consumers = ws / "chat" / "consumers.py"
+    consumers.write_text(consumers.read_text() + "\n")
+    assert probe.inputs(ws, env) != key

@@ -1,4 +1,9 @@
-"""Step 09: who is talking comes from the session, under runserver and the daphne CLI."""
+"""Step 09: who is talking comes from the session.
+
+The consumer under test runs in the same daphne Server whether `manage.py runserver` or the daphne CLI loads it,
+so these tests talk to step 9's runserver; test_stages.py runs every step-9 check (login page, anonymous refusal,
+the sender's name) under both, and the Redis test below puts alice on runserver and bob on the daphne CLI.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import sqlite3
 import urllib.request
 
 import pytest
-from conftest import HOWS, run_python
+from conftest import run_python
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -25,12 +30,6 @@ PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
 pytestmark = pytest.mark.xdist_group("server-09-users")
 
 
-@pytest.fixture(params=HOWS)
-def how(request) -> str:
-    """Each real-server test runs under `manage.py runserver` and under the `daphne` CLI."""
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def demo_users() -> dict[str, str]:
     """Create alice and bob in step 9's database, through the runner as a learner would."""
@@ -39,13 +38,26 @@ def demo_users() -> dict[str, str]:
 
 
 @pytest.fixture
-def step9(how, shared_server, demo_users):
-    """Step 9's server for this `how`, with its demo users in the database."""
-    return shared_server(USERS, how)
+def step9(shared_server, demo_users):
+    """Step 9's runserver, with its demo users in the database."""
+    return shared_server(USERS, "runserver")
 
 
 def sessionid(server, username: str = "alice") -> str:
+    """Log in afresh: a session of this test's own, which it may end."""
     return login(server.http_url, username, PASSWORDS[username])
+
+
+# A login checks a password at 1,000,000 PBKDF2 iterations: tests that only use a session share one per user.
+SESSIONS: dict[tuple[str, str], str] = {}
+
+
+def shared_session(server, username: str = "alice") -> str:
+    """Return a session for `username` that no test ends (logged in once per server)."""
+    key = (server.http_url, username)
+    if key not in SESSIONS:
+        SESSIONS[key] = sessionid(server, username)
+    return SESSIONS[key]
 
 
 def opening(server, path: str = "/ws/chat/", session: str | None = None):
@@ -77,7 +89,7 @@ async def test_an_anonymous_handshake_is_refused_with_403(step9):
 
 async def test_a_logged_in_message_reaches_the_room_with_the_senders_name(step9):
     """alice and bob in one room both get alice's message, named as hers."""
-    alice, bob = sessionid(step9, "alice"), sessionid(step9, "bob")
+    alice, bob = shared_session(step9, "alice"), shared_session(step9, "bob")
     async with opening(step9, "/ws/chat/users-room/", alice) as a, opening(step9, "/ws/chat/users-room/", bob) as b:
         await a.send(json.dumps({"message": "hello from alice"}))
         expected = {"message": "hello from alice", "user": "alice"}
@@ -87,7 +99,7 @@ async def test_a_logged_in_message_reaches_the_room_with_the_senders_name(step9)
 
 async def test_a_frame_claiming_another_user_is_delivered_under_the_sessions_user(step9):
     """bob's frame saying "user": "alice" reaches the room as bob's."""
-    bob = sessionid(step9, "bob")
+    bob = shared_session(step9, "bob")
     async with opening(step9, "/ws/chat/claims/", bob) as ws:
         await ws.send(json.dumps({"message": "I am alice, honest", "user": "alice"}))
         assert await hears(ws) == {"message": "I am alice, honest", "user": "bob"}
@@ -126,7 +138,7 @@ def test_the_page_says_log_in_when_anonymous_and_names_the_user_when_logged_in(s
     with urllib.request.urlopen(step9.http_url, timeout=TIMEOUT) as response:
         anonymous = response.read().decode()
     assert 'id="login-needed"' in anonymous and 'href="/accounts/login/?next=/"' in anonymous
-    request = urllib.request.Request(step9.http_url, headers=cookie_header(sessionid(step9, "alice")))
+    request = urllib.request.Request(step9.http_url, headers=cookie_header(shared_session(step9, "alice")))
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
         mine = response.read().decode()
     assert '<strong id="username">alice</strong>' in mine and 'id="logout-form"' in mine
@@ -148,32 +160,46 @@ def test_make_step_9_users_prints_the_demo_logins(demo_users):
 
 
 def test_running_demo_users_again_keeps_everyone_logged_in(step9):
-    """A second `make step-9 users` leaves alice's password hash alone, so her open session still names her.
+    """A second `python manage.py demo_users` leaves alice's password hash alone, so her open session still names her.
 
     A new hash (set_password salts afresh) would end every session of hers: Django checks a session against a
     hash of the password on each request. Other tests run the command while this step's server is serving.
+    The command itself runs here, not `make step-9 users`, which skips it while the users are as it left them.
     """
-    session = sessionid(step9, "alice")
-    again = run_python("-m", "workbook", "users", "9")
+    session = shared_session(step9, "alice")
+    again = run_python("manage.py", "demo_users", cwd=USERS.path)
     assert again.returncode == 0, again.stderr
     request = urllib.request.Request(step9.http_url, headers=cookie_header(session))
     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
         assert '<strong id="username">alice</strong>' in response.read().decode()
 
 
-def test_demo_users_resets_a_password_that_was_changed(tmp_path):
-    """`demo_users` still resets: after alice's password changed by hand, the demo password works again."""
+def test_make_step_9_users_skips_the_command_until_a_password_changes_and_then_resets_it(tmp_path, monkeypatch):
+    """The command runs once; logins leave it skipped; after alice's password changed by hand it runs and resets it."""
+    import workbook.demo_users
+    import workbook.servers.server
+
+    # The test's own interpreter serves the copy, as .venv's does `make step-9 users`: then its Django is known.
+    monkeypatch.setattr(workbook.servers.server, "in_venv", lambda: True)
     project = copy_of_step_9(tmp_path / "project")
-    assert run_python("manage.py", "migrate", "-v", "0", cwd=project).returncode == 0
-    assert run_python("manage.py", "demo_users", cwd=project).returncode == 0
-    change = ("from django.contrib.auth.models import User; u = User.objects.get(username='alice'); "
-              "u.set_password('something-else'); u.save()")
-    assert run_python("manage.py", "shell", "-c", change, cwd=project).returncode == 0
-    assert run_python("manage.py", "demo_users", cwd=project).returncode == 0
-    check = ("from django.contrib.auth import authenticate; "
-             "print(authenticate(username='alice', password='alice-password') is not None)")
-    done = run_python("manage.py", "shell", "-c", check, cwd=project)
-    assert done.stdout.strip().splitlines()[-1] == "True", done.stdout + done.stderr
+    printed = create_demo_users(project)
+    assert "alice / alice-password" in printed and "bob / bob-password" in printed
+    ran, run = [], workbook.demo_users.run_demo_users
+    monkeypatch.setattr(workbook.demo_users, "run_demo_users", lambda *args: ran.append(args) or run(*args))
+    with sqlite3.connect(project / "db.sqlite3") as db:  # what a login writes: a last_login, a session
+        db.execute("UPDATE auth_user SET last_login = '2030-01-01 00:00:00' WHERE username = 'alice'")
+        db.execute("INSERT INTO django_session VALUES ('a-session-key', 'data', '2030-01-01 00:00:00')")
+    assert create_demo_users(project) == printed and ran == []
+    with sqlite3.connect(project / "db.sqlite3") as db:  # alice's password is now bob's: changed by hand
+        db.execute("UPDATE auth_user SET password = (SELECT password FROM auth_user WHERE username = 'bob') "
+                   "WHERE username = 'alice'")
+    assert create_demo_users(project) == printed and len(ran) == 1
+    with sqlite3.connect(project / "db.sqlite3") as db:
+        [(hashed,)] = db.execute("SELECT password FROM auth_user WHERE username = 'alice'").fetchall()
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    # What authenticate() checks under Django's default hasher, without loading the project.
+    assert PBKDF2PasswordHasher().verify("alice-password", hashed)
 
 
 def copy_of_step_9(into):
@@ -225,10 +251,12 @@ async def test_alice_on_one_server_and_bob_on_another_share_a_room_through_redis
         assert await hears(alice) == {"message": "right back", "user": "bob"}
 
 
-@pytest.mark.parametrize("how_", HOWS)
-async def test_a_fresh_clone_is_migrated_so_a_stale_cookie_is_refused_not_a_500(how_, tmp_path, serve):
-    """Served from a copy with no database, step 9 is migrated first: a leftover sessionid gets 403, never 500."""
-    server = serve(copy_of_step_9(tmp_path / "clone"), how=how_)
+async def test_a_fresh_clone_is_migrated_so_a_stale_cookie_is_refused_not_a_500(tmp_path, serve):
+    """Served from a copy with no database, step 9 is migrated first: a leftover sessionid gets 403, never 500.
+
+    Both server kinds migrate in the same place (Server.prepare, before either starts): one kind is enough.
+    """
+    server = serve(copy_of_step_9(tmp_path / "clone"))
     assert await refused_status(server, "leftover-from-another-tutorial") == 403
     assert "no such table" not in server.log_text()
 

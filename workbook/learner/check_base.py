@@ -1,18 +1,15 @@
 """What the step checks share: a Result per check, the Failed exception, and Run, one project under test.
 
-Run loads the project in a fresh interpreter (`python -m workbook.learner.check_base PACKAGE` prints its facts as
-JSON), starts one real server from it (or talks to one already running), and drives its consumer in-process,
-each at most once.
+Run loads the project in a fresh interpreter (`python -m workbook.learner.probe PACKAGE` prints its facts as
+JSON; the same files load once per process), starts one real server from it (or talks to one already running), and
+drives its consumer in-process, each at most once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util  # binds importlib too
 import json
 import os
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -26,6 +23,7 @@ from ..project import asgi_target
 from ..registry import ROOT
 from ..servers.server import Server
 from ..state import TIMEOUT
+from . import probe
 
 HELLO = json.dumps({"message": "hello"})
 AGAIN = json.dumps({"message": "again"})
@@ -75,16 +73,13 @@ class Run:
     def facts(self) -> dict:
         """Load the settings and the ASGI application in a fresh interpreter; report what they hold."""
         if self._facts is None:
-            result = subprocess.run(
-                [sys.executable, "-m", "workbook.learner.check_base", self.package], cwd=self.project, env=self._env(),
-                capture_output=True, text=True, timeout=TIMEOUT * 2,
-            )
-            if result.returncode != 0:
+            result = probe.load(self.project, self.package, self._env())
+            if not isinstance(result, dict):
                 problem = from_traceback(result.stderr, self.project)
                 error = str(problem) if problem else (result.stderr.strip().splitlines() or ["no output"])[-1]
                 fallback = f"open {problem.file} at line {problem.line}" if problem and problem.file else ""
                 raise Failed(error, hint_for(problem.error if problem else result.stderr, fallback))
-            self._facts = json.loads(result.stdout.strip().splitlines()[-1])
+            self._facts = result
         return self._facts
 
     def warm_up(self) -> None:
@@ -183,68 +178,3 @@ def check(name: str, served: tuple[str, ...] = SERVED) -> Callable[[CheckFunc], 
 
 class Unavailable(Exception):
     """A check cannot run (no redis-server, or a failure above decides it): it is reported as not run, with why."""
-
-
-def _probe(package: str) -> int:
-    """Load the project's settings and ASGI application; print the facts the checks need, as JSON."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{package}.settings")
-    import django
-    from django.conf import settings
-
-    django.setup()
-    application = importlib.import_module(f"{package}.asgi").application
-    facts = {
-        "installed_apps": list(settings.INSTALLED_APPS),
-        "asgi_application": getattr(settings, "ASGI_APPLICATION", None),
-        "application": type(application).__name__,
-        "protocols": sorted(getattr(application, "application_mapping", None) or {}),
-        "consumer": None,
-    }
-    if importlib.util.find_spec("chat") and importlib.util.find_spec("chat.consumers"):
-        consumers = importlib.import_module("chat.consumers")
-        facts["consumer"] = hasattr(consumers, "ChatConsumer")
-        if facts["consumer"]:
-            facts["consumer_class"] = _class_facts(consumers.ChatConsumer)
-    facts["message_model"] = message_facts()
-    print(json.dumps(facts))
-    return 0
-
-
-def _class_facts(cls) -> dict:
-    """Name a consumer's bases and, for each handler, the class that defines it and whether it is a coroutine."""
-    import inspect
-
-    methods = {}
-    for name in ("connect", "disconnect", "receive", "receive_json", "chat_message"):
-        owner = next((klass.__name__ for klass in cls.__mro__ if name in vars(klass)), None)
-        methods[name] = {"owner": owner, "coroutine": inspect.iscoroutinefunction(getattr(cls, name, None))}
-    return {"bases": [klass.__name__ for klass in cls.__mro__[1:]], "methods": methods}
-
-
-def message_facts() -> dict:
-    """Describe chat.Message inside a loaded project (run by the facts probe): fields, admin, migration."""
-    import io
-
-    from django.apps import apps
-    from django.contrib import admin
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    try:
-        model = apps.get_model("chat", "Message")
-    except LookupError:
-        return {"model": False}
-    fields = {field.name: field for field in model._meta.get_fields()}
-    user = fields.get("user")
-    facts = {"model": True, "fields": sorted(fields), "admin": admin.site.is_registered(model),
-             "user_fk": bool(user and user.many_to_one and user.related_model is get_user_model())}
-    try:
-        call_command("makemigrations", "chat", check=True, dry_run=True, stdout=io.StringIO())
-        facts["migrated"] = True
-    except SystemExit:
-        facts["migrated"] = False
-    return facts
-
-
-if __name__ == "__main__":
-    sys.exit(_probe(sys.argv[1]))

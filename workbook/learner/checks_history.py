@@ -7,6 +7,7 @@ import json
 import secrets
 import subprocess
 
+from ..demo_users import run_demo_users
 from ..doctor.hints import from_traceback, hint_for
 from ..errors import WorkbookError
 from ..login import cookie_header, login
@@ -52,8 +53,7 @@ def _log_in(run: Run) -> dict[str, str]:
         return {name: login(server.http_url, name, password) for name, password in PASSWORDS.items()}
     except WorkbookError:
         pass
-    done = subprocess.run([server.command()[0], "manage.py", "demo_users"], cwd=run.project, env=run._env(),
-                          capture_output=True, text=True, timeout=TIMEOUT * 4, stdin=subprocess.DEVNULL)
+    done = run_demo_users(run.project, server.command()[0])
     if done.returncode != 0:
         raise Failed("alice and bob cannot log in, and `python manage.py demo_users` failed",
                      "keep step 09's chat/management/commands/demo_users.py, then run `python -m workbook users "
