@@ -57,7 +57,7 @@ def main() -> int:
         target = TARGETS[which]
         for n in range(1, args.runs + 1):
             log = args.log_dir / f"{target}-{n}.log"
-            print(f"bench: make {target} (run {n}, log {log.relative_to(ROOT)}) …", file=sys.stderr, flush=True)
+            print(f"bench: make {target} (run {n}, log {os.path.relpath(log, ROOT)}) …", file=sys.stderr, flush=True)
             if args.where:
                 wall, code, summary, before, after, where = measured(target, log)
                 costs.append(f"\n### make {target}, run {n}\n\n{where}")
