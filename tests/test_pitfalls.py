@@ -504,26 +504,19 @@ async def test_a_group_call_without_await_sends_nothing_and_only_daphne_at_v2_sa
         verbose.stop()
 
 
-async def _ping_while_another_handler_sleeps(server, blocked: bool) -> None:
-    """Ping B while A's message is handled (a two-second sleep): stalled until A's reply when blocked, else answered."""
+async def _ping_while_another_handler_runs(server) -> tuple[float, float, dict]:
+    """Return B's ping round trip when idle and while A's message is handled, and what A got back."""
     async with await client.open_socket(server.ws_url("/ws/chat/a/"), quiet=True) as a, \
             await client.open_socket(server.ws_url("/ws/chat/b/"), quiet=True) as b:
-        await asyncio.wait_for(await b.ping(), TIMEOUT)  # an idle server answers B's ping
-        start = since(server)
+        started = time.monotonic()
+        await asyncio.wait_for(await b.ping(), TIMEOUT)
+        idle = time.monotonic() - started
         await client.send_json(a, {"message": "slow one"}, quiet=True)
-        await asyncio.to_thread(server.wait_for_log, r"websocket\.receive", after=start)  # A's handler has begun
-        pong, reply = await b.ping(), asyncio.ensure_future(client.receive(a, timeout=TIMEOUT, quiet=True))
-        if blocked:
-            # A quarter of A's sleep: an idle server answers a ping in milliseconds, and the rest of the sleep is
-            # slack for a loaded machine, where the log poll above may see A's handler begin late.
-            done, _ = await asyncio.wait({pong}, timeout=0.5)
-            assert not done, "B's ping was answered while A's handler slept"
-            assert await reply == {"message": "slow one"}
-            await asyncio.wait_for(pong, TIMEOUT)  # held, not lost
-        else:
-            done, _ = await asyncio.wait({pong, reply}, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-            assert done == {pong}, "B's ping waited for A's handler"
-            assert await reply == {"message": "slow one"}
+        await asyncio.sleep(0.2)  # let A's handler start its two-second call
+        started = time.monotonic()
+        await asyncio.wait_for(await b.ping(), TIMEOUT)
+        busy = time.monotonic() - started
+        return idle, busy, await client.receive(a, timeout=TIMEOUT, quiet=True)
 
 
 @reproduces("blocking-sleep")
@@ -534,9 +527,15 @@ async def test_a_blocking_sleep_in_one_handler_stalls_every_other_connection(var
     consumer = fixed / "chat" / "consumers.py"
     text = consumer.read_text().replace("import time\n", "import asyncio\n")
     consumer.write_text(text.replace("time.sleep(2)", "await asyncio.sleep(2)"))
-    # Both at once, so the two sleeps overlap. The traced log says when A's handler begins.
-    await asyncio.gather(_ping_while_another_handler_sleeps(serve(blocking, how="daphne", trace=True), True),
-                         _ping_while_another_handler_sleeps(serve(fixed, how="daphne", trace=True), False))
+
+    # Both at once, so the two sleeps overlap; each server is a process of its own.
+    (idle, stalled, reply), (_, busy, fixed_reply) = await asyncio.gather(
+        _ping_while_another_handler_runs(serve(blocking, how="daphne")),
+        _ping_while_another_handler_runs(serve(fixed, how="daphne")))
+    assert reply == fixed_reply == {"message": "slow one"}
+    # The handler sleeps 2 s and the ping goes out 0.2 s after A's message: a stalled ping waits most of the rest.
+    assert stalled > 1.2 and stalled > idle + 1.0, (idle, stalled)
+    assert busy < stalled - 1.0, (idle, busy, stalled)
 
 
 # --- the browser's view: what the learner sees in the page and the console ------------------------------
