@@ -7,6 +7,10 @@ from pathlib import Path
 
 from .errors import WorkbookError
 
+# A name a project's code reads from the environment: os.environ.get('X'), os.environ['X'], os.getenv('X'). The
+# migrate stamp and the learner checks' facts both depend on the values of these.
+READS_ENV = re.compile(r"""(?:environ\.get|environ\[|getenv)\(?\s*['"](\w+)['"]""")
+
 
 def asgi_target(project: Path) -> str:
     """Find `package.asgi:application` for a project, from the settings module manage.py names."""

@@ -11,16 +11,14 @@ import hashlib
 import importlib.util  # binds importlib too
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+from ..project import READS_ENV
 from ..registry import project_files
 from ..state import TIMEOUT
 
-# A name the project's code reads from the environment: os.environ.get('X'), os.environ['X'], os.getenv('X').
-READS_ENV = re.compile(r"""(?:environ\.get|environ\[|getenv)\(?\s*['"](\w+)['"]""")
 _MEMO: dict[str, dict] = {}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import WorkbookError, summarize_failure
-from ..project import settings_module
+from ..project import READS_ENV, settings_module
 from ..registry import ROOT, project_files
 from ..state import STATE_DIR, TIMEOUT, shown
 from .seeds import applied, from_seed, keep_seed
@@ -60,8 +60,6 @@ def wanted(env: dict[str, str] | None = None) -> bool:
     return value.strip().lower() not in {"0", "no", "false", "off"}
 
 
-# An environment variable the settings file reads (final/ takes its database path from DJANGO_SQLITE_PATH).
-SETTING_FROM_ENV = re.compile(r"""(?:environ\.get|environ\[|getenv)\(?\s*['"](\w+)['"]""")
 
 
 def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
@@ -78,8 +76,9 @@ def inputs(project: Path, python: str, env: dict[str, str]) -> dict:
         except OSError:
             texts[name] = b"missing"
         digest.update(name.encode() + b"\0" + texts[name] + b"\0")
-    # The values the settings file reads from the environment count too, hashed: a stamp must not hold a secret.
-    read = sorted(set(SETTING_FROM_ENV.findall(texts[settings_name].decode("utf-8", "replace"))))
+    # The values the settings file reads from the environment count too (final/ takes its database path from
+    # DJANGO_SQLITE_PATH), hashed: a stamp must not hold a secret.
+    read = sorted(set(READS_ENV.findall(texts[settings_name].decode("utf-8", "replace"))))
     from_env = hashlib.sha256(json.dumps([[key, env.get(key)] for key in read]).encode()).hexdigest()
     django = None
     if os.path.abspath(python) == os.path.abspath(sys.executable):  # unresolved: a venv python resolves to its base
