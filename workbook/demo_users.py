@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import WorkbookError
 from .registry import ROOT
-from .state import STATE_DIR, TIMEOUT
+from .state import STATE_DIR, TIMEOUT, write_whole
 
 COMMAND = Path("chat/management/commands/demo_users.py")
 STAMPS = STATE_DIR / "users"
@@ -55,21 +55,20 @@ def create_demo_users(project: Path, label: str = "") -> str:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["it printed nothing"]
         raise WorkbookError(f"{label}: `python manage.py demo_users` failed: {lines[-1]}")
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    part = stamp.with_name(f"{stamp.name}.{os.getpid()}.part")
-    part.write_text(json.dumps({"state": _state(project, python), "stdout": done.stdout}), encoding="utf-8")
-    os.replace(part, stamp)
+    saved = json.dumps({"state": _state(project, python), "stdout": done.stdout})
+    write_whole(stamp, lambda part: part.write_text(saved, encoding="utf-8"))
     return done.stdout
 
 
 def _state(project: Path, python: str) -> str | None:
     """Fingerprint what decides the command's outcome; None when it cannot be read with certainty."""
-    from .servers.migrate import _paths, inputs
+    from .servers.migrate import inputs, paths
 
     env = dict(os.environ)
     now = inputs(project, python, env)
     settings = project / (now["settings"].replace(".", "/") + ".py")
     try:
-        migrated = json.loads(_paths(project)[0].read_text(encoding="utf-8"))
+        migrated = json.loads(paths(project)[0].read_text(encoding="utf-8"))
         command, settings_text = (project / COMMAND).read_bytes(), settings.read_text(encoding="utf-8")
     except (OSError, ValueError):
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .registry import ROOT
@@ -17,3 +18,13 @@ def shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def write_whole(target: Path, write: Callable[[Path], object]) -> None:
+    """Call write(part) to fill a file beside `target`, then rename it there: a reader sees the whole file or none."""
+    part = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        write(part)
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)

@@ -101,7 +101,9 @@ def django_version() -> str | None:
     return match.group(1) if match else None
 
 
-def _paths(project: Path) -> tuple[Path, Path, Path]:
+def paths(project: Path) -> tuple[Path, Path, Path]:
+    """The project's migrate stamp, its lock, and the log of its last `migrate` (the demo users' stamp reads the
+    first)."""
     key = hashlib.sha256(str(project).encode()).hexdigest()[:16]
     return STAMPS / f"{key}.json", STAMPS / f"{key}.lock", STATE_DIR / "logs" / f"{project.name}-migrate-{key[:6]}.log"
 
@@ -154,7 +156,7 @@ def migrate_if_needed(server: Server) -> bool:
         return False
     project, python = server.project, server.command()[0]
     env = {**os.environ, **server.extra_env}
-    stamp, lock, log = _paths(project)
+    stamp, lock, log = paths(project)
     if up_to_date(stamp, inputs(project, python, env)):
         return False
     with _locked(lock):

@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 from pathlib import Path
 
-from ..state import STATE_DIR
+from ..state import STATE_DIR, write_whole
 
 SEEDS = STATE_DIR / "migrate" / "seeds"
 
@@ -37,25 +36,15 @@ def _seed(now: dict) -> tuple[Path, Path]:
     return SEEDS / f"{key}.sqlite3", SEEDS / f"{key}.json"
 
 
-def _write_whole(target: Path, write) -> None:
-    """Call write(part) to fill a file beside `target`, then rename it there: a reader sees the whole file or none."""
-    part = target.with_name(f"{target.name}.{os.getpid()}.part")
-    try:
-        write(part)
-        os.replace(part, target)
-    finally:
-        part.unlink(missing_ok=True)
-
-
 def keep_seed(project: Path, database: Path, now: dict) -> None:
     """Keep a copy of a database that migrate has just created, for the next copy of the project to start from."""
     if now["django"] is None or not database.is_relative_to(project):
         return
     seed, about = _seed(now)
     SEEDS.mkdir(parents=True, exist_ok=True)
-    _write_whole(seed, lambda part: shutil.copyfile(database, part))
+    write_whole(seed, lambda part: shutil.copyfile(database, part))
     note = json.dumps({"database": database.relative_to(project).as_posix(), "applied": applied(str(seed))})
-    _write_whole(about, lambda part: part.write_text(note, encoding="utf-8"))
+    write_whole(about, lambda part: part.write_text(note, encoding="utf-8"))
 
 
 def from_seed(project: Path, now: dict) -> str | None:
@@ -71,7 +60,7 @@ def from_seed(project: Path, now: dict) -> str | None:
     if database.exists() or saved.get("applied") is None:
         return None
     try:
-        _write_whole(database, lambda part: shutil.copyfile(seed, part))
+        write_whole(database, lambda part: shutil.copyfile(seed, part))
     except OSError:
         return None
     if applied(str(database)) != saved["applied"]:
