@@ -217,6 +217,44 @@ def chromium():
         yield found
 
 
+class Tabs:
+    """Tabs of one browser context, reused from test to test: each chat a test opens is a fresh document in one.
+
+    A new tab costs Chromium a renderer process (about as much CPU as the page load itself); a load in an idle tab
+    is a new document all the same, with its own script state and its own socket.
+    """
+
+    def __init__(self, context):
+        self.context, self.idle, self.used = context, [], []
+
+    def tab(self):
+        """Return an idle tab, or a new one; it is idle again after the test."""
+        page = self.idle.pop() if self.idle else self.context.new_page()
+        page.set_default_timeout(TIMEOUT * 1000)
+        self.used.append(page)
+        return page
+
+    def __call__(self, url: str, login: tuple[str, str] | None = None):
+        """Load the chat page at `url` in a tab (logging in first when given) and wait for its socket to open."""
+        from workbook import browser
+
+        return browser.show_chat(self.tab(), url, login)
+
+    def release(self) -> None:
+        """Leave each tab this test used on about:blank (which closes its socket), routes removed, idle again."""
+        from playwright.sync_api import Error
+
+        for page in self.used:
+            try:
+                page.unroute_all()
+                page.goto("about:blank")
+            except Error:
+                page.close()
+            else:
+                self.idle.append(page)
+        self.used.clear()
+
+
 # --- running in parallel (pytest-xdist with --dist loadgroup, as `python -m workbook test` does) -------------
 # A test that reads a shared server, or a module-scoped fixture of its own module, goes to the worker that already
 # holds it: `server-<project>` when it is parametrised by a step or project (the same worker then also owns that

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_python
+from conftest import Tabs, run_python
 
 from workbook import browser as chat_browser
 from workbook import load_steps
@@ -67,42 +67,6 @@ def no_browser_left_behind():
     while browser_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not browser_processes(), "browser processes left running:\n" + "\n".join(browser_processes())
-
-
-class Tabs:
-    """Tabs of one browser context, reused from test to test: each chat a test opens is a fresh document in one.
-
-    A new tab costs Chromium a renderer process (about as much CPU as the page load itself); a load in an idle tab
-    is a new document all the same, with its own script state and its own socket.
-    """
-
-    def __init__(self, context):
-        self.context, self.idle, self.used = context, [], []
-
-    def tab(self):
-        """Return an idle tab, or a new one; it is idle again after the test."""
-        page = self.idle.pop() if self.idle else self.context.new_page()
-        page.set_default_timeout(TIMEOUT * 1000)
-        self.used.append(page)
-        return page
-
-    def __call__(self, url: str):
-        """Load the chat page at `url` in a tab and wait for its socket to open; return the page."""
-        return chat_browser.show_chat(self.tab(), url)
-
-    def release(self) -> None:
-        """Leave each tab this test used on about:blank (which closes its socket), routes removed, idle again."""
-        from playwright.sync_api import Error
-
-        for page in self.used:
-            try:
-                page.unroute_all()
-                page.goto("about:blank")
-            except Error:
-                page.close()
-            else:
-                self.idle.append(page)
-        self.used.clear()
 
 
 @pytest.fixture(scope="module")

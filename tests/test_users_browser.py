@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import Tabs
 
 from workbook import browser as chat_browser
 from workbook import get_step
-from workbook.servers.server import TIMEOUT
 from workbook.users import create_demo_users
 
 USERS = get_step(9)
@@ -25,11 +25,11 @@ def step9(shared_server):
 
 @pytest.fixture(scope="module")
 def contexts(chromium):
-    """A browser context per user (None: anonymous), each logged in once, through the form, on first use."""
+    """Tabs of one browser context per user (None: anonymous), each logged in once, through the form, on first use."""
     made: dict = {}
     yield made
-    for context, _ in made.values():
-        context.close()
+    for tabs in made.values():
+        tabs.context.close()
 
 
 @pytest.fixture
@@ -39,28 +39,19 @@ def open_chat(chromium, contexts):
     Tabs are reused from test to test (a new tab costs Chromium a renderer process, a login a password hash): each
     load is a fresh document with its own socket. At teardown each tab goes to about:blank and is idle again.
     """
-    used = []
+    used: list[Tabs] = []
 
     def open_page(url: str, login=None):
         first = login not in contexts
         if first:
-            contexts[login] = (chromium.new_context(viewport=chat_browser.VIEWPORT), [])
-        context, idle = contexts[login]
-        page = idle.pop() if idle else context.new_page()
-        page.set_default_timeout(TIMEOUT * 1000)
-        used.append((page, idle))
-        return chat_browser.show_chat(page, url, login=login if first else None)
+            contexts[login] = Tabs(chromium.new_context(viewport=chat_browser.VIEWPORT))
+        if contexts[login] not in used:
+            used.append(contexts[login])
+        return contexts[login](url, login=login if first else None)
 
     yield open_page
-    from playwright.sync_api import Error
-
-    for page, idle in used:
-        try:
-            page.goto("about:blank")
-        except Error:
-            page.close()
-        else:
-            idle.append(page)
+    for tabs in used:
+        tabs.release()
 
 
 def test_a_logged_in_page_names_its_user_and_shows_its_own_name_on_its_messages(step9, open_chat):
