@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,6 +94,30 @@ async def hears_only_its_own(ws, text: str = "is anyone else here?") -> bool:
     if not mine:
         print("unexpected frame:", frame)
     return mine
+
+
+# A login checks a password at Django's 1,000,000 PBKDF2 iterations: tests that only use a session, and never end
+# it, share one per server and user.
+SESSIONS: dict[tuple[str, str], str] = {}
+
+
+def logged_in_once(server, username: str, password: str) -> str:
+    """Return a session key for `username` on this server, logging in through its form the first time only."""
+    from workbook.login import login
+
+    key = (server.http_url, username)
+    if key not in SESSIONS:
+        SESSIONS[key] = login(server.http_url, username, password)
+    return SESSIONS[key]
+
+
+def saved_messages(project: Path, room: str) -> int:
+    """Count a room's saved messages (steps 10 on), read from the project's database without starting Django."""
+    import sqlite3
+
+    uri = f"{(Path(project) / 'db.sqlite3').as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=TIMEOUT)) as db:
+        return db.execute("SELECT COUNT(*) FROM chat_message WHERE room = ?", (room,)).fetchone()[0]
 
 
 def run_python(*args: str, cwd=ROOT, env: dict | None = None, timeout: float = TIMEOUT * 4, **kwargs):

@@ -8,14 +8,12 @@ under both, and one test below replays through the daphne CLI what runserver sav
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
-import sqlite3
 import urllib.request
 
 import pytest
-from conftest import run_python
+from conftest import logged_in_once, run_python, saved_messages
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -48,22 +46,9 @@ def fresh_room() -> str:
     return f"t-{secrets.token_hex(6)}"
 
 
-# A login checks a password at 1,000,000 PBKDF2 iterations, and no test here ends a session: one per user will do.
-SESSIONS: dict[tuple[str, str], str] = {}
-
-
 def sessionid(server, username: str) -> str:
-    """Return a session for `username` on this server, logging in the first time only."""
-    key = (server.http_url, username)
-    if key not in SESSIONS:
-        SESSIONS[key] = login(server.http_url, username, PASSWORDS[username])
-    return SESSIONS[key]
-
-
-def saved_in(room: str) -> int:
-    """Count the room's saved messages, straight from step 10's database."""
-    with contextlib.closing(sqlite3.connect(HISTORY.path / "db.sqlite3", timeout=TIMEOUT)) as db:
-        return db.execute("SELECT COUNT(*) FROM chat_message WHERE room = ?", (room,)).fetchone()[0]
+    """Return a session for `username` on this server: no test here ends one, so each user logs in once."""
+    return logged_in_once(server, username, PASSWORDS[username])
 
 
 def opening(server, room: str, session: str | None = None):
@@ -144,7 +129,7 @@ async def test_an_anonymous_or_forged_session_is_refused_with_403_and_saves_noth
         async with opening(step10, room, cookie):
             pass
     assert refused.value.response.status_code == 403
-    assert saved_in(room) == 0
+    assert saved_messages(HISTORY.path, room) == 0
     assert "Traceback" not in step10.log_text()
 
 

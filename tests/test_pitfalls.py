@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, reused_servers, run_python, steps
+from conftest import DOCTOR_MODULES, STARTED_GROUPS, need, reused_servers, run_python, saved_messages, steps
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage, InvalidStatus
 
@@ -888,8 +888,6 @@ def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a
 @reproduces("sync-orm-in-async")
 async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_saves_nothing(with_users, serve):
     """Message.objects.create in receive_json raises SynchronousOnlyOperation: 1011, the room hears nothing."""
-    import sqlite3
-
     from websockets.exceptions import ConnectionClosed
 
     from workbook.doctor.hints import from_traceback, hint_for
@@ -915,5 +913,4 @@ async def test_a_sync_orm_call_in_an_async_handler_raises_closes_with_1011_and_s
     assert (problem.file, problem.line) == ("chat/consumers.py", 59)
     assert "acreate" in hint_for(problem.error)
     # The table `manage.py history` reads (test_history runs the command itself), read without starting Django.
-    with contextlib.closing(sqlite3.connect(f"{(project / 'db.sqlite3').as_uri()}?mode=ro", uri=True)) as db:
-        assert db.execute("SELECT COUNT(*) FROM chat_message WHERE room = 'sync-orm'").fetchone() == (0,)
+    assert saved_messages(project, "sync-orm") == 0

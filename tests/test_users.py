@@ -14,7 +14,7 @@ import sqlite3
 import urllib.request
 
 import pytest
-from conftest import run_python
+from conftest import logged_in_once, run_python
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -48,16 +48,9 @@ def sessionid(server, username: str = "alice") -> str:
     return login(server.http_url, username, PASSWORDS[username])
 
 
-# A login checks a password at 1,000,000 PBKDF2 iterations: tests that only use a session share one per user.
-SESSIONS: dict[tuple[str, str], str] = {}
-
-
 def shared_session(server, username: str = "alice") -> str:
     """Return a session for `username` that no test ends (logged in once per server)."""
-    key = (server.http_url, username)
-    if key not in SESSIONS:
-        SESSIONS[key] = sessionid(server, username)
-    return SESSIONS[key]
+    return logged_in_once(server, username, PASSWORDS[username])
 
 
 def opening(server, path: str = "/ws/chat/", session: str | None = None):
