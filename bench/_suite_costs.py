@@ -8,6 +8,7 @@ of the test time each step's tests take. Linux only (it reads /proc). Not a test
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import threading
@@ -25,7 +26,8 @@ KINDS = [
     ("manage.py test", r"manage\.py test"),
     ("manage.py, other commands", r"manage\.py "),
     ("migrate (the runner's)", r"call_command\(\"migrate\""),
-    ("learner checks: facts", r"workbook\.learner\.check_base"),
+    ("learner checks: facts probe", r"workbook\.learner\.probe"),
+    ("in-process consumer drive", r"workbook\.communicator"),
     ("doctor inspector", r"inspector\.py"),
     ("venv set-up (uv, bytecode)", r"\buv\b|pip_compileall|-m pip"),
     ("Chromium", r"chrom"),
@@ -82,6 +84,11 @@ class Sampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+    def dump(self, path: Path) -> None:
+        """Write every sampled process as JSON: [command, CPU-seconds], most CPU first (to look closer)."""
+        rows = sorted(self.seen.values(), key=lambda row: -row[1])
+        path.write_text(json.dumps([[command, round(seconds, 2)] for command, seconds in rows], indent=0))
 
     def by_kind(self) -> list[tuple[str, int, float]]:
         """(kind, processes, CPU-seconds), most CPU first."""

@@ -81,6 +81,7 @@ def measured(target: str, log: Path):
     workers = os.environ.get("WORKBOOK_TEST_WORKERS", "auto")
     workers = os.cpu_count() or 1 if workers in {"", "auto"} else max(int(workers), 1)
     steps = shares(junit) if junit.exists() else []
+    sampler.dump(log.with_suffix(".processes.json"))
     return wall, code, summary, before, after, markdown(sampler.by_kind(), steps, wall, workers)
 
 
