@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import xdist_order
 
 from workbook import Server, load_steps
 from workbook.registry import ROOT
@@ -285,8 +286,8 @@ class Tabs:
 # holds it: `server-<project>` when it is parametrised by a step or project (the same worker then also owns that
 # step's database), else `server-<module>` or `<module>`. A test or module marked with
 # @pytest.mark.xdist_group("name") keeps its own group (test_users*.py: "server-09-users", step 9's database).
-# The long kinds go first, so no worker is left running one of them alone at the end.
-FIRST = ("debian", "pythons", "notebook")
+# The longest groups go first (tests/xdist_order.py), so no worker is left running one of them alone at the end.
+MEASURED: dict[str, float] = {}  # this run's durations, recorded by the controller (or a run without xdist)
 
 
 def _project_of(item) -> str | None:
@@ -322,13 +323,16 @@ def _groups_file(controller_pid: int) -> Path:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Give each test its xdist group; in a parallel run, start the long kinds first and tell the controller."""
+    """Give each test its xdist group; in a parallel run, start the longest groups first and tell the controller."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None and (group := xdist_group(item)):
             item.add_marker(pytest.mark.xdist_group(group))
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        rank = {name: place for place, name in enumerate(FIRST)}
-        items.sort(key=lambda item: min((rank[m.name] for m in item.iter_markers() if m.name in rank), default=99))
+        def group_of(item):
+            mark = item.get_closest_marker("xdist_group")
+            return mark.args[0] if mark else None
+
+        items[:] = xdist_order.longest_first(items, group_of, xdist_order.known(getattr(config, "cache", None)))
         # xdist 3.8 renames a grouped test `nodeid@group`, which pytest 9.2's nodeid no longer shows: the
         # controller (this worker's parent) reads the groups from a file instead, before it schedules anything.
         groups = {item.nodeid: mark.args[0] for item in items if (mark := item.get_closest_marker("xdist_group"))}
@@ -358,6 +362,16 @@ def pytest_xdist_make_scheduler(config, log):
             return self.groups.get(nodeid, nodeid)
 
     return ByGroup(config, log)
+
+
+def pytest_runtest_logreport(report):
+    MEASURED[report.nodeid] = MEASURED.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    """Keep this run's durations for the next run's order: the controller's, or a run's without workers."""
+    if not hasattr(session.config, "workerinput"):
+        xdist_order.remember(getattr(session.config, "cache", None), MEASURED)
 
 
 def pytest_unconfigure(config):

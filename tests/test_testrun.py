@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import xdist_order
 
 from workbook.maintainer.testrun import FAST, pytest_args
 from workbook.registry import ROOT
@@ -124,3 +126,41 @@ def test_a_parallel_run_keeps_each_group_on_one_worker(tmp_path):
         workers.setdefault(step, set()).add(worker)
     assert len(workers) >= 9 and all(len(found) == 1 for found in workers.values()), workers
     assert len(set().union(*workers.values())) == 2, "both workers should have had work"
+
+
+class Item:
+    """What xdist_order reads of a collected test: its node id and its marks."""
+
+    def __init__(self, nodeid: str, group: str | None = None, marks: tuple[str, ...] = ()):
+        self.nodeid, self.group, self.marks = nodeid, group, marks
+
+    def get_closest_marker(self, name: str):
+        return object() if name in self.marks else None
+
+
+def test_the_longest_groups_are_handed_out_first_and_a_group_stays_together_in_its_order():
+    """Groups go longest first by the durations kept from earlier runs; unknown tests count by their kind."""
+    items = [Item("a1", "a"), Item("solo"), Item("b1", "b"), Item("a2", "a"), Item("nb", marks=("notebook",)),
+             Item("b2", "b"), Item("new")]
+    known = {"a1": 1.0, "a2": 2.0, "solo": 4.0, "b1": 5.0, "b2": 0.5}
+    ordered = xdist_order.longest_first(items, lambda item: item.group, known)
+    # nb: never measured, but a notebook (LONG); b: 5.5 s; solo: 4 s; a: 3 s; new: unknown (UNKNOWN, 1 s).
+    assert [item.nodeid for item in ordered] == ["nb", "b1", "b2", "solo", "a1", "a2", "new"]
+    # Without any measurement, the long kinds still go first and the rest keep their collection order.
+    cold = xdist_order.longest_first(items, lambda item: item.group, {})
+    assert [item.nodeid for item in cold] == ["nb", "a1", "a2", "b1", "b2", "solo", "new"]
+
+
+def test_each_run_adds_its_durations_to_the_kept_ones(tmp_path):
+    """A run of a few tests updates only theirs; a missing or foreign cache entry counts as nothing known."""
+    class Cache(dict):
+        def set(self, key, value):
+            self[key] = json.loads(json.dumps(value))
+
+    cache = Cache()
+    assert xdist_order.known(cache) == {} and xdist_order.known(None) == {}
+    xdist_order.remember(cache, {"a": 1.23456, "b": 2.0})
+    xdist_order.remember(cache, {"b": 3.0})
+    assert xdist_order.known(cache) == {"a": 1.235, "b": 3.0}
+    cache[xdist_order.KEY] = ["not", "ours"]
+    assert xdist_order.known(cache) == {}
