@@ -13,8 +13,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import debian_root
+import kept_venv
 import pytest
 from conftest import STARTED_GROUPS, need
 from packaging.specifiers import SpecifierSet
@@ -50,17 +52,31 @@ def find_uv() -> str | None:
     return found
 
 
-def setup_with(python: str, tmp_path, path: str, **extra: str) -> subprocess.CompletedProcess:
-    """Run `python -m workbook setup` into a fresh venv under tmp_path, with only `path` as PATH."""
-    env = {**os.environ, "WORKBOOK_VENV": str(tmp_path / "venv"), "PYTHONPATH": str(ROOT), "PATH": path,
-           "UV_PYTHON_DOWNLOADS": "never", **extra}
+def setup_env(venv, **extra: str) -> dict[str, str]:
+    """The environment of `python -m workbook setup` into `venv`, run from this checkout."""
+    env = {**os.environ, "WORKBOOK_VENV": str(venv), "PYTHONPATH": str(ROOT), **extra}
     env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def setup(python: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([python, "-m", "workbook", "setup"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
 
 
-def venv_version(tmp_path) -> str:
-    python = tmp_path / "venv" / "bin" / "python"
+def setup_with(python: str, tmp_path, path: str, **extra: str) -> subprocess.CompletedProcess:
+    """Run `python -m workbook setup` into a fresh venv under tmp_path, with only `path` as PATH."""
+    return setup(python, setup_env(tmp_path / "venv", PATH=path, UV_PYTHON_DOWNLOADS="never", **extra))
+
+
+def assert_quiet_no_op(result: subprocess.CompletedProcess) -> None:
+    """A set-up against a venv that is ready says nothing and succeeds (a warm run of a kept venv)."""
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("workbook:")], result.stderr
+
+
+def venv_version(venv) -> str:
+    python = venv / "bin" / "python"
     return subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
@@ -99,29 +115,136 @@ def test_only_a_python_without_an_autobahn_wheel_gets_the_nvx_workaround():
 
 @pytest.mark.pythons
 @pytest.mark.parametrize("version", PYENV_PYTHONS, ids=[f"python{v}" for v in PYENV_PYTHONS])
-def test_step_4_echoes_on_python(version, tmp_path):
-    """A fresh venv on this Python installs the lock, runs step 4 under daphne, and echoes."""
+def test_step_4_echoes_on_python(version, request, tmp_path):
+    """A venv on this Python installs the lock (fresh, or kept from a run with the same inputs), serves step 4
+    under daphne, and echoes."""
     python = find_python(version)
     need(python is not None, f"Python {version}", f"install it (e.g. `pyenv install {version}`)")
-    env = {**os.environ, "WORKBOOK_VENV": str(tmp_path / "venv"), "PYTHONPATH": str(ROOT)}
-    env.pop("VIRTUAL_ENV", None)
-    setup = subprocess.run([python, "-m", "workbook", "setup"], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=300)
-    assert setup.returncode == 0, setup.stderr
-    assert f"with Python {version} (first run only)" in setup.stderr
-    script = textwrap.dedent("""
-        import asyncio, sys
-        from workbook import Server, get_step, client
-        with Server(get_step(4), how="daphne") as server:
-            reply = asyncio.run(client.echo(server.ws_url(), "hi", quiet=True))
-        print(sys.version_info[:2], reply)
-    """)
-    venv_python = tmp_path / "venv" / "bin" / "python"
-    run = subprocess.run([str(venv_python), "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=TIMEOUT * 3)
-    assert run.returncode == 0, run.stderr
-    major, minor = version.split(".")
-    assert run.stdout.strip() == f"({major}, {minor}) {{'message': 'hi'}}"
+    env = setup_env("")
+    inputs = kept_venv.key([kept_venv.identify(python)], kept_venv.identify_uv(find_uv()), env)
+    with kept_venv.kept(request.config, f"python{version}", inputs, tmp_path) as (venv, warm):
+        env["WORKBOOK_VENV"] = str(venv)
+        done = setup(python, env)
+        if warm:
+            assert_quiet_no_op(done)
+        else:
+            assert done.returncode == 0, done.stderr
+            assert f"with Python {version} (first run only)" in done.stderr
+        script = textwrap.dedent("""
+            import asyncio, sys
+            from workbook import Server, get_step, client
+            with Server(get_step(4), how="daphne") as server:
+                reply = asyncio.run(client.echo(server.ws_url(), "hi", quiet=True))
+            print(sys.version_info[:2], reply)
+        """)
+        run = subprocess.run([str(venv / "bin" / "python"), "-c", script], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=TIMEOUT * 3)
+        assert run.returncode == 0, run.stderr
+        major, minor = version.split(".")
+        assert run.stdout.strip() == f"({major}, {minor}) {{'message': 'hi'}}"
+
+
+def test_the_key_of_a_kept_venv_changes_with_each_input_of_its_set_up(tmp_path):
+    """Changing any one file the set-up reads, the interpreter, uv, a UV_ setting or the checkout changes the key."""
+    assert all((ROOT / name).exists() for name in kept_venv.INPUTS), "an input was moved: update kept_venv.INPUTS"
+    root = tmp_path / "checkout"
+    for name in kept_venv.INPUTS:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, root / name)
+    here = kept_venv.identify(sys.executable)
+    assert here.startswith(os.path.realpath(sys.executable)) and sys.version in here
+    python, uv, environ = [here], "/bin/uv 0 uv 0.13.9", {"UV_INDEX_URL": "https://a.invalid/", "HOME": "/a"}
+
+    def key(**changed):
+        given = {"interpreters": python, "uv": uv, "environ": environ, "root": root, **changed}
+        return kept_venv.key(given["interpreters"], given["uv"], given["environ"], given["root"])
+
+    shutil.copytree(root, tmp_path / "moved")
+    base = key()
+    assert key(environ={**environ, "HOME": "/b"}) == base  # only what the set-up reads counts
+    keys = {
+        "interpreter": key(interpreters=[here.replace(sys.version, sys.version + "+")]),
+        "another interpreter": key(interpreters=[*python, here]),
+        "uv": key(uv="/bin/uv 0 uv 0.13.10"),
+        "a UV_ setting": key(environ={**environ, "UV_INDEX_URL": "https://b.invalid/"}),
+        "a new UV_ setting": key(environ={**environ, "UV_OFFLINE": "1"}),
+        "the checkout": key(root=tmp_path / "moved"),
+    }
+    files = [path for path in sorted(root.rglob("*")) if path.is_file()]
+    assert {path.relative_to(root).as_posix() for path in files} >= {"uv.lock", "workbook/environment/venv.py"}
+    for path in [*files, root / "workbook" / "environment" / "new.py"]:
+        before = path.read_bytes() if path.exists() else None
+        path.write_bytes((before or b"") + b"\n")
+        keys[path.relative_to(root).as_posix()] = key()
+        if before is None:
+            path.unlink()
+        else:
+            path.write_bytes(before)
+    assert key() == base
+    assert base not in keys.values() and len(set(keys.values())) == len(keys), keys
+
+
+# Prints the file of every workbook module that `python -m workbook setup` imports on a Python outside the venv.
+SETUP_IMPORTS = """
+import runpy, sys
+sys.argv = ["workbook", "setup", "--help"]
+try:
+    runpy.run_module("workbook", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+print("IMPORTED", *sorted(module.__file__ for name, module in sys.modules.items() if name.split(".")[0] == "workbook"))
+"""
+
+
+def test_every_module_the_set_up_imports_is_an_input_of_the_kept_venvs_key(tmp_path):
+    """`python -m workbook setup` reads no workbook module the key of a kept venv leaves out."""
+    env = {**os.environ, "WORKBOOK_VENV": str(tmp_path / "no-venv"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", SETUP_IMPORTS], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    files = done.stdout.split("IMPORTED", 1)[1].split()
+    imported = {Path(name).relative_to(ROOT).as_posix() for name in files}
+    assert "workbook/environment/venv.py" in imported
+    covered = {name for name in imported if any(name == i or name.startswith(i + "/") for i in kept_venv.INPUTS)}
+    assert imported == covered, f"add to kept_venv.INPUTS: {sorted(imported - covered)}"
+
+
+class FakeCache:
+    def __init__(self, where):
+        self.where = where
+
+    def mkdir(self, name):
+        (self.where / name).mkdir(parents=True, exist_ok=True)
+        return self.where / name
+
+
+def test_a_kept_venv_is_kept_only_after_its_test_passed_and_only_for_its_key(tmp_path):
+    """A failed or killed run leaves no venv to build on; a passed one is warm for its key, cold for any other."""
+    config = type("Config", (), {"cache": FakeCache(tmp_path / "cache")})()
+
+    def use(key, fail=False, kill=False):
+        with kept_venv.kept(config, "python3.10", key, tmp_path) as (venv, warm):
+            found = sorted(p.name for p in venv.iterdir()) if venv.exists() else []
+            venv.mkdir(exist_ok=True)
+            (venv / key).touch()
+            if fail:
+                raise RuntimeError("the set-up failed")
+        return warm, found
+
+    with pytest.raises(RuntimeError):
+        use("a", fail=True)
+    assert not (tmp_path / "cache" / kept_venv.CACHE / "python3.10").exists()
+    assert use("a") == (False, [])
+    assert use("a") == (True, ["a"])
+    assert use("b") == (False, [])  # another key: the stale venv is gone
+    (tmp_path / "cache" / kept_venv.CACHE / "python3.10" / "key").unlink()  # as a run killed before it passed
+    assert use("b") == (False, [])
+    no_cache = type("Config", (), {})()
+    with kept_venv.kept(no_cache, "python3.10", "b", tmp_path / "cold") as (venv, warm):
+        assert (venv, warm) == (tmp_path / "cold" / "venv", False)
 
 
 @pytest.mark.parametrize("version", OLD_PYTHONS, ids=[f"python{v}" for v in OLD_PYTHONS])
@@ -140,7 +263,7 @@ def test_an_old_python_without_uv_gets_one_line_naming_what_to_install(version, 
 
 
 @pytest.mark.pythons
-def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
+def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(request, tmp_path):
     """With uv on PATH, `python3.9 -m workbook setup` asks uv for a Python in the range and says so in one line."""
     old, other, uv = find_python("3.9"), find_python("3.12"), find_uv()
     need(old is not None and other is not None, "Python 3.9 and 3.12", "install them (`pyenv install 3.9 3.12`)")
@@ -149,13 +272,24 @@ def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(tmp_path):
     tools.mkdir()
     (tools / "uv").symlink_to(uv)
     # The only supported Python uv can find is the 3.12 on PATH, and it may not download one.
-    result = setup_with(old, tmp_path, path=f"{tools}{os.pathsep}{os.path.dirname(other)}")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines()[0] == (
-        "workbook: setting up venv/ from uv.lock with Python 3.12, which uv provided since "
-        f"Python 3.9 is outside {pythons.describe()} (first run only)…"
-    )
-    assert venv_version(tmp_path) == "3.12"
+    env = setup_env("", PATH=f"{tools}{os.pathsep}{os.path.dirname(other)}", UV_PYTHON_DOWNLOADS="never")
+    found = subprocess.run([uv, "python", "find", "--system", pythons.requires_python()], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    chosen = kept_venv.identify(found.stdout.strip()) if found.returncode == 0 else found.stderr
+    inputs = kept_venv.key([kept_venv.identify(old), kept_venv.identify(other), chosen],
+                           kept_venv.identify_uv(uv), env)
+    with kept_venv.kept(request.config, "python3.9-uv", inputs, tmp_path) as (venv, warm):
+        env["WORKBOOK_VENV"] = str(venv)
+        result = setup(old, env)
+        if warm:
+            assert_quiet_no_op(result)
+        else:
+            assert result.returncode == 0, result.stderr
+            assert result.stderr.splitlines()[0] == (
+                "workbook: setting up venv/ from uv.lock with Python 3.12, which uv provided since "
+                f"Python 3.9 is outside {pythons.describe()} (first run only)…"
+            )
+        assert venv_version(venv) == "3.12"
 
 
 def test_an_old_python_whose_uv_finds_no_supported_python_says_how_to_get_one(tmp_path):
