@@ -4,31 +4,25 @@ tests; an older one reaches one line saying what to do, or a supported Python fr
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import debian_root
 import kept_venv
 import pytest
-from conftest import STARTED_GROUPS, need
+from conftest import need
 from packaging.specifiers import SpecifierSet
 
 from workbook.environment import pythons, wheelhouse
 from workbook.registry import ROOT, tomllib
-from workbook.servers.server import TIMEOUT, free_port, port_is_free
+from workbook.servers.server import TIMEOUT
 
-# pyenv gives this machine 3.10 to 3.13; a Debian testing root gives 3.14 and 3.15.
+# pyenv gives this machine 3.10 to 3.13; a Debian testing root gives 3.14 and 3.15 (test_debian.py).
 PYENV_PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-DEBIAN_PYTHONS = ["3.14", "3.15"]
-DEBIAN_PYTHON3 = "3.14"  # what `python3` is in Debian testing, so the README's command uses it as it stands
 OLD_PYTHONS = ["3.8", "3.9"]
 
 
@@ -92,7 +86,7 @@ def test_the_range_is_the_same_in_pyproject_readme_makefile_lock_and_these_tests
     # Every target that needs a Python before .venv exists says which ones to install.
     assert makefile.count(f"install Python {low}-{high},") == makefile.count("no python3 found") >= 2
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert sorted({*PYENV_PYTHONS, *DEBIAN_PYTHONS, running}, key=lambda v: int(v.split(".")[1])) == wanted
+    assert sorted({*PYENV_PYTHONS, *debian_root.PYTHONS, running}, key=lambda v: int(v.split(".")[1])) == wanted
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     assert SpecifierSet(lock["requires-python"]) == SpecifierSet(pythons.requires_python()), "run `uv lock`"
     packages = wheelhouse.read_lock()
@@ -142,109 +136,6 @@ def test_step_4_echoes_on_python(version, request, tmp_path):
         assert run.returncode == 0, run.stderr
         major, minor = version.split(".")
         assert run.stdout.strip() == f"({major}, {minor}) {{'message': 'hi'}}"
-
-
-def test_the_key_of_a_kept_venv_changes_with_each_input_of_its_set_up(tmp_path):
-    """Changing any one file the set-up reads, the interpreter, uv, a UV_ setting or the checkout changes the key."""
-    assert all((ROOT / name).exists() for name in kept_venv.INPUTS), "an input was moved: update kept_venv.INPUTS"
-    root = tmp_path / "checkout"
-    for name in kept_venv.INPUTS:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(ROOT / name, root / name)
-    here = kept_venv.identify(sys.executable)
-    assert here.startswith(os.path.realpath(sys.executable)) and sys.version in here
-    python, uv, environ = [here], "/bin/uv 0 uv 0.13.9", {"UV_INDEX_URL": "https://a.invalid/", "HOME": "/a"}
-
-    def key(**changed):
-        given = {"interpreters": python, "uv": uv, "environ": environ, "root": root, **changed}
-        return kept_venv.key(given["interpreters"], given["uv"], given["environ"], given["root"])
-
-    shutil.copytree(root, tmp_path / "moved")
-    base = key()
-    assert key(environ={**environ, "HOME": "/b"}) == base  # only what the set-up reads counts
-    keys = {
-        "interpreter": key(interpreters=[here.replace(sys.version, sys.version + "+")]),
-        "another interpreter": key(interpreters=[*python, here]),
-        "uv": key(uv="/bin/uv 0 uv 0.13.10"),
-        "a UV_ setting": key(environ={**environ, "UV_INDEX_URL": "https://b.invalid/"}),
-        "a new UV_ setting": key(environ={**environ, "UV_OFFLINE": "1"}),
-        "the checkout": key(root=tmp_path / "moved"),
-    }
-    files = [path for path in sorted(root.rglob("*")) if path.is_file()]
-    assert {path.relative_to(root).as_posix() for path in files} >= {"uv.lock", "workbook/environment/venv.py"}
-    for path in [*files, root / "workbook" / "environment" / "new.py"]:
-        before = path.read_bytes() if path.exists() else None
-        path.write_bytes((before or b"") + b"\n")
-        keys[path.relative_to(root).as_posix()] = key()
-        if before is None:
-            path.unlink()
-        else:
-            path.write_bytes(before)
-    assert key() == base
-    assert base not in keys.values() and len(set(keys.values())) == len(keys), keys
-
-
-# Prints the file of every workbook module that `python -m workbook setup` imports on a Python outside the venv.
-SETUP_IMPORTS = """
-import runpy, sys
-sys.argv = ["workbook", "setup", "--help"]
-try:
-    runpy.run_module("workbook", run_name="__main__", alter_sys=True)
-except SystemExit:
-    pass
-print("IMPORTED", *sorted(module.__file__ for name, module in sys.modules.items() if name.split(".")[0] == "workbook"))
-"""
-
-
-def test_every_module_the_set_up_imports_is_an_input_of_the_kept_venvs_key(tmp_path):
-    """`python -m workbook setup` reads no workbook module the key of a kept venv leaves out."""
-    env = {**os.environ, "WORKBOOK_VENV": str(tmp_path / "no-venv"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", SETUP_IMPORTS], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
-    files = done.stdout.split("IMPORTED", 1)[1].split()
-    imported = {Path(name).relative_to(ROOT).as_posix() for name in files}
-    assert "workbook/environment/venv.py" in imported
-    covered = {name for name in imported if any(name == i or name.startswith(i + "/") for i in kept_venv.INPUTS)}
-    assert imported == covered, f"add to kept_venv.INPUTS: {sorted(imported - covered)}"
-
-
-class FakeCache:
-    def __init__(self, where):
-        self.where = where
-
-    def mkdir(self, name):
-        (self.where / name).mkdir(parents=True, exist_ok=True)
-        return self.where / name
-
-
-def test_a_kept_venv_is_kept_only_after_its_test_passed_and_only_for_its_key(tmp_path):
-    """A failed or killed run leaves no venv to build on; a passed one is warm for its key, cold for any other."""
-    config = type("Config", (), {"cache": FakeCache(tmp_path / "cache")})()
-
-    def use(key, fail=False, kill=False):
-        with kept_venv.kept(config, "python3.10", key, tmp_path) as (venv, warm):
-            found = sorted(p.name for p in venv.iterdir()) if venv.exists() else []
-            venv.mkdir(exist_ok=True)
-            (venv / key).touch()
-            if fail:
-                raise RuntimeError("the set-up failed")
-        return warm, found
-
-    with pytest.raises(RuntimeError):
-        use("a", fail=True)
-    assert not (tmp_path / "cache" / kept_venv.CACHE / "python3.10").exists()
-    assert use("a") == (False, [])
-    assert use("a") == (True, ["a"])
-    assert use("b") == (False, [])  # another key: the stale venv is gone
-    (tmp_path / "cache" / kept_venv.CACHE / "python3.10" / "key").unlink()  # as a run killed before it passed
-    assert use("b") == (False, [])
-    no_cache = type("Config", (), {})()
-    with kept_venv.kept(no_cache, "python3.10", "b", tmp_path / "cold") as (venv, warm):
-        assert (venv, warm) == (tmp_path / "cold" / "venv", False)
 
 
 @pytest.mark.parametrize("version", OLD_PYTHONS, ids=[f"python{v}" for v in OLD_PYTHONS])
@@ -306,111 +197,3 @@ def test_an_old_python_whose_uv_finds_no_supported_python_says_how_to_get_one(tm
         f"workbook: Python 3.9 is outside {pythons.describe()} and uv found no Python {pythons.describe()} "
         "(read .workbook/logs/setup.log): run `uv python install 3.14`, then run the command again"
     ]
-
-
-def test_without_root_the_debian_root_tests_name_what_they_need(monkeypatch):
-    """As an ordinary user, the Debian root reports that it needs root, and GET_IT says how to get the rest."""
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert debian_root.missing() == "root (debootstrap, chroot and mount need it)"
-    assert "apt-get install debootstrap" in debian_root.GET_IT
-
-
-@pytest.mark.debian
-def test_the_roots_mounts_are_gone_after_a_failure_inside_it(tmp_path):
-    """mounted() puts /proc and /dev in the root and takes both away again when the code inside raises."""
-    need(os.name == "posix" and os.geteuid() == 0, "root", debian_root.GET_IT)
-    for place in ("proc", "dev"):
-        (tmp_path / place).mkdir()
-    with pytest.raises(RuntimeError, match="a test failed inside"):
-        with debian_root.mounted(tmp_path):
-            assert len(debian_root.mounts_under(tmp_path)) == 2
-            assert (tmp_path / "dev" / "null").is_char_device() and (tmp_path / "proc" / "self").exists()
-            raise RuntimeError("a test failed inside")
-    assert debian_root.mounts_under(tmp_path) == []
-    assert list((tmp_path / "dev").iterdir()) == []
-
-
-@pytest.fixture(scope="module")
-def debian():
-    """A cached Debian testing root with /proc and /dev mounted, and this clone's HEAD ready to clone."""
-    lacking = debian_root.missing()
-    need(lacking is None, str(lacking), debian_root.GET_IT)
-    with debian_root.locked():
-        started = time.monotonic()
-        root = debian_root.build(log=sys.stderr)
-        print(f"\ndebian root ready in {time.monotonic() - started:.0f} s: {root}", file=sys.stderr)
-        bundle = debian_root.prepare(root, ROOT)
-        with debian_root.mounted(root):
-            yield root, bundle
-
-
-ECHO = """
-import asyncio, json, sys, websockets
-async def main():
-    async with websockets.connect("ws://127.0.0.1:{port}/ws/chat/") as ws:
-        await ws.send(json.dumps({{"message": "hi from " + sys.argv[1]}}))
-        print(await ws.recv())
-asyncio.run(main())
-"""
-
-
-@pytest.mark.debian
-@pytest.mark.timeout(1200)
-@pytest.mark.parametrize("version", DEBIAN_PYTHONS, ids=[f"python{v}" for v in DEBIAN_PYTHONS])
-def test_a_new_user_on_debian_testing_follows_the_readme_on_python(version, debian, tmp_path):
-    """In a Debian testing root, a fresh clone sets up on this Python, echoes on step 4 and passes the stage tests."""
-    root, bundle = debian
-    clone = f"workbook-{version}"
-    # The user's package caches (~/.cache) stay: the first run in a new root (each CI run) sets up from the network,
-    # a later one as a learner's second clone would. `bench/setup_and_start.py --cold-cache` times a cold one.
-    fresh = debian_root.run(root, f"(test -d .cache && echo warm || echo cold) && rm -rf {clone} && "
-                                  f"git -c advice.detachedHead=false clone -q {bundle} {clone}", timeout=120)
-    assert fresh.returncode == 0, fresh.stderr
-    cache = fresh.stdout.split()[0]
-    # The README's command: `make step-4 run` sets up .venv/ with python3 (or PYTHON) first, then serves.
-    command = "make step-4 run" + ("" if version == DEBIAN_PYTHON3 else f" PYTHON=python{version}")
-    port = free_port()
-    log_path = tmp_path / "make.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            debian_root.as_user(root, f"cd {clone} && {command}"),
-            env=debian_root.clean_env(PORT=str(port)), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    STARTED_GROUPS.append(server.pid)
-    try:
-        deadline = time.monotonic() + 600
-        while "is up on" not in log_path.read_text() and time.monotonic() < deadline:
-            assert server.poll() is None, log_path.read_text()
-            time.sleep(0.2)
-        output = log_path.read_text()
-        assert "is up on" in output, output
-        setting_up = next(line for line in output.splitlines() if line.startswith("workbook: setting up"))
-        assert f"with Python {version}" in setting_up
-        assert ("AUTOBAHN_USE_NVX=0" in setting_up) == (version == "3.15"), setting_up
-        ready = re.search(r"workbook: \.venv/ is ready \(([\d.]+) s\)", output)
-        print(f"\npython{version}: set-up {ready.group(1)} s, {cache} cache ({setting_up})", file=sys.stderr)
-        echo = debian_root.run(root, f"{clone}/.venv/bin/python - python{version} <<'EOF'\n"
-                                     f"{ECHO.format(port=port)}\nEOF", timeout=TIMEOUT * 2)
-        assert echo.returncode == 0, echo.stderr
-        assert json.loads(echo.stdout) == {"message": f"hi from python{version}"}
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-            raise AssertionError("make step-4 run did not stop on Ctrl-C") from None
-    assert port_is_free(port), f"step 4 still holds port {port} after Ctrl-C"
-    # The stage tests under the daphne CLI and in-process: `make step-4 run` above already covered runserver.
-    started = time.monotonic()
-    stages = debian_root.run(root, f"cd {clone} && python{version} -m workbook test tests/test_stages.py -q "
-                                   "-m 'not redis and not browser' "
-                                   "-p no:cacheprovider -k 'not runserver'", timeout=900)
-    summary = stages.stdout.strip().splitlines()[-1:] or [stages.stderr]
-    dev_ready = re.search(r"is ready \(([\d.]+) s\)", stages.stderr)
-    print(f"python{version}: dev set-up {dev_ready.group(1) if dev_ready else '?'} s, then {summary[0]}; "
-          f"{time.monotonic() - started:.0f} s in all", file=sys.stderr)
-    assert stages.returncode == 0, stages.stdout[-3000:] + stages.stderr[-2000:]
-    assert " passed" in summary[0] and "failed" not in summary[0] and "skipped" not in summary[0], summary
