@@ -9,10 +9,10 @@ those inputs: a change to any one makes the next run cold, and a cold run is the
 venv and its "first run only" line. A warm run still runs the set-up against the kept venv and holds it to a quiet
 no-op, then does with the venv whatever the test does (serve step 4 on that Python and echo).
 
-A venv is kept only when its whole test passed: the key is written last, and a venv without it (a set-up that
-failed, a run that was killed) is removed before the next run builds again. The venvs live in pytest's cache
-(.pytest_cache/, which `make clean` removes), so a clean clone, as in CI, always starts cold; with
-`-p no:cacheprovider` nothing is kept.
+A venv is kept only when its whole test passed: the key is taken away while a test uses the venv and written back
+last, and a venv without it (a set-up that failed, a run that was killed) is removed before the next run builds.
+The venvs live in pytest's cache (.pytest_cache/, which `make clean` removes), so a clean clone, as in CI, always
+starts cold; with `-p no:cacheprovider` nothing is kept.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def kept(config, name: str, key: str, cold_dir: Path) -> Iterator[tuple[Path, bo
     with _locked(home.with_name(name + ".lock")):
         stamp, venv = home / "key", home / "venv"
         warm = venv.is_dir() and stamp.is_file() and stamp.read_text() == key
-        if not warm:
+        if warm:
+            stamp.unlink()  # until this run passes too: a run killed halfway leaves nothing to build on
+        else:
             # Another key's venv, or one whose test failed or was killed: never built upon.
             shutil.rmtree(home)
             home.mkdir()

@@ -99,6 +99,7 @@ def test_a_kept_venv_is_kept_only_after_its_test_passed_and_only_for_its_key(tmp
     def use(key, fail=False, kill=False):
         with kept_venv.kept(config, "python3.10", key, tmp_path) as (venv, warm):
             found = sorted(p.name for p in venv.iterdir()) if venv.exists() else []
+            assert not (venv.parent / "key").exists()  # a run killed now leaves a venv without its key
             venv.mkdir(exist_ok=True)
             (venv / key).touch()
             if fail:
