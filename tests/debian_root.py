@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SUITE = "testing"
+PYTHONS = ("3.14", "3.15")  # the supported Pythons pyenv does not offer, which Debian testing has
+PYTHON3 = "3.14"  # what `python3` is in Debian testing, so the README's command uses it as it stands
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3.14", "python3.14-venv", "python3.15", "python3.15-venv", "git", "make",
             "ca-certificates")

@@ -6,6 +6,7 @@ import re
 
 from conftest import run_python
 
+from workbook.maintainer.testrun import SLOWEST, WORKERS, pytest_args, with_durations
 from workbook.registry import ROOT
 
 
@@ -32,11 +33,17 @@ def test_make_lint_is_listed_in_the_help():
 
 
 def test_the_test_command_names_the_slowest_tests():
-    """`python -m workbook test` ends with pytest's table of the slowest tests."""
+    """`python -m workbook test` ends with pytest's table of the slowest tests, with workers or without."""
+    # The table is asked for whatever the workers, so one real run without them (no xdist start-up) shows it.
+    for workers in ("0", "2", "auto"):
+        given = with_durations(pytest_args(["-q"], environ={WORKERS: workers}))
+        assert given.count(f"--durations={SLOWEST}") == 1, given
+    assert with_durations(["--durations=3", "-q"]) == ["--durations=3", "-q"]
     result = run_python("-m", "workbook", "test", "tests/test_imports.py", "-q", "-k", "cycle_finder",
-                        "-p", "no:cacheprovider")
+                        "-p", "no:cacheprovider", env={WORKERS: "0"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"slowest 15 durations", result.stdout)
+    assert "bringing up nodes" not in result.stdout  # no xdist workers were started
 
 
 def test_no_makefile_section_header_names_an_issue():
