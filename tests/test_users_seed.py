@@ -36,6 +36,24 @@ def users_of(project) -> list[tuple[str, str]]:
         return db.execute("SELECT username, password FROM auth_user ORDER BY username").fetchall()
 
 
+def own_command(project) -> None:
+    """Add a comment naming the copy's directory to its command file: no earlier run can have kept a seed for it."""
+    command = project / workbook.demo_users.COMMAND
+    command.write_text(command.read_text() + f"# {project}\n")
+
+
+def users_seed_of(project) -> tuple:
+    """Migrate the copy; return its database, the key of the users seed it would get or leave, and the fingerprint."""
+    server = Server(project, port=1)  # never started: it names the interpreter, as create_demo_users() does
+    migrate_if_needed(server)
+    database, _, key, now = workbook.demo_users._users_seed(project, server.command()[0])
+    return database, key, now
+
+
+def kept(key: str) -> list[bool]:
+    return [path.exists() for path in seeds._users_seed(key)]
+
+
 def verifies(hashed: str, password: str) -> bool:
     """Check a hash as authenticate() does under Django's default hasher, without loading the project."""
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
@@ -56,9 +74,7 @@ def test_make_step_9_users_skips_the_command_until_a_password_changes_and_then_r
     with sqlite3.connect(project / "db.sqlite3") as db:  # alice's password is now bob's: changed by hand
         db.execute("UPDATE auth_user SET password = (SELECT password FROM auth_user WHERE username = 'bob') "
                    "WHERE username = 'alice'")
-    kept = set(seeds.USERS_SEEDS.glob("*"))
     assert create_demo_users(project) == printed and runs[before:] == [project]
-    assert set(seeds.USERS_SEEDS.glob("*")) == kept  # run on a database that is no longer the seed: nothing kept
     [(_, alice), (_, bob)] = users_of(project)
     assert verifies(alice, "alice-password") and verifies(bob, "bob-password")
 
@@ -90,16 +106,16 @@ def test_a_copy_whose_database_changed_after_the_seed_copy_runs_the_command_and_
     The command itself is stood in for here: what a real run does to such a database is the stamp test's last run.
     """
     project = copy_of_step_9(tmp_path / "project")
-    migrate_if_needed(Server(project, port=1))
-    with sqlite3.connect(project / "db.sqlite3") as db:
+    own_command(project)
+    database, key, _ = users_seed_of(project)
+    with sqlite3.connect(database) as db:
         db.execute("INSERT INTO django_session VALUES ('a-session-key', 'data', '2030-01-01 00:00:00')")
     ran = []
     monkeypatch.setattr(workbook.demo_users, "run_demo_users", lambda project, python: ran.append(project) or
                         subprocess.CompletedProcess([python], 0, stdout="alice / alice-password\n", stderr=""))
-    kept = set(seeds.USERS_SEEDS.glob("*"))
     assert create_demo_users(project) == "alice / alice-password\n" and ran == [project]
-    assert set(seeds.USERS_SEEDS.glob("*")) == kept
-    with sqlite3.connect(project / "db.sqlite3") as db:
+    assert kept(key) == [False, False]
+    with sqlite3.connect(database) as db:
         assert db.execute("SELECT session_key FROM django_session").fetchall() == [("a-session-key",)]
         assert db.execute("SELECT COUNT(*) FROM auth_user").fetchone() == (0,)  # no user table copied in
 
@@ -107,12 +123,13 @@ def test_a_copy_whose_database_changed_after_the_seed_copy_runs_the_command_and_
 def test_a_changed_command_file_makes_a_new_users_seed_that_the_next_copy_uses(tmp_path, runs):
     """A copy whose command file differs runs it and keeps a seed of its own; a second such copy is spared the run."""
     copies = [copy_of_step_9(tmp_path / name) for name in ("one", "two")]
-    for project in copies:  # a comment naming this run's directory: no earlier run can have left its seed
+    for project in copies:
         command = project / workbook.demo_users.COMMAND
-        command.write_text(command.read_text() + f"# {tmp_path}\n")
-    kept = set(seeds.USERS_SEEDS.glob("*.json"))
+        command.write_text(command.read_text() + f"# {tmp_path}\n")  # the same change in both
+    _, key, _ = users_seed_of(copies[0])
+    assert kept(key) == [False, False]
     printed = create_demo_users(copies[0])
-    assert runs == [copies[0]] and len(set(seeds.USERS_SEEDS.glob("*.json")) - kept) == 1
+    assert runs == [copies[0]] and kept(key) == [True, True]
     assert create_demo_users(copies[1]) == printed and runs == [copies[0]]
     assert users_of(copies[1]) == users_of(copies[0])
 
@@ -120,19 +137,15 @@ def test_a_changed_command_file_makes_a_new_users_seed_that_the_next_copy_uses(t
 def test_a_session_written_while_the_command_ran_keeps_no_users_seed(tmp_path, runs):
     """What the command left is kept only when users are all it changed: a login meanwhile (a session) keeps nothing."""
     project = copy_of_step_9(tmp_path / "project")
-    command = project / workbook.demo_users.COMMAND
-    command.write_text(command.read_text() + f"# {tmp_path}\n")  # a key no earlier run can have kept a seed under
-    server = Server(project, port=1)  # never started: it names the interpreter, as create_demo_users() does
-    migrate_if_needed(server)
-    database, _, key, now = workbook.demo_users._users_seed(project, server.command()[0])
+    own_command(project)
+    database, key, now = users_seed_of(project)
     with sqlite3.connect(database) as db:  # the command's users, and a server's session written meanwhile
         db.execute("INSERT INTO auth_user (username, password, is_superuser, first_name, last_name, email, is_staff, "
                    "is_active, date_joined) VALUES ('alice', 'x', 0, '', '', '', 0, 1, '2030-01-01 00:00:00')")
         db.execute("INSERT INTO django_session VALUES ('a-session-key', 'data', '2030-01-01 00:00:00')")
-    kept = set(seeds.USERS_SEEDS.glob("*"))
     seeds.keep_users(database, now, key, "alice / alice-password\n")
-    assert set(seeds.USERS_SEEDS.glob("*")) == kept
+    assert kept(key) == [False, False]
     with sqlite3.connect(database) as db:
         db.execute("DELETE FROM django_session")
     seeds.keep_users(database, now, key, "alice / alice-password\n")  # the same, with users the only change
-    assert len(set(seeds.USERS_SEEDS.glob("*")) - kept) == 2 and runs == []
+    assert kept(key) == [True, True] and runs == []
