@@ -167,35 +167,8 @@ def test_running_demo_users_again_keeps_everyone_logged_in(step9):
         assert '<strong id="username">alice</strong>' in response.read().decode()
 
 
-def test_make_step_9_users_skips_the_command_until_a_password_changes_and_then_resets_it(tmp_path, monkeypatch):
-    """The command runs once; logins leave it skipped; after alice's password changed by hand it runs and resets it."""
-    import workbook.demo_users
-    import workbook.servers.server
-
-    # The test's own interpreter serves the copy, as .venv's does `make step-9 users`: then its Django is known.
-    monkeypatch.setattr(workbook.servers.server, "in_venv", lambda: True)
-    project = copy_of_step_9(tmp_path / "project")
-    printed = create_demo_users(project)
-    assert "alice / alice-password" in printed and "bob / bob-password" in printed
-    ran, run = [], workbook.demo_users.run_demo_users
-    monkeypatch.setattr(workbook.demo_users, "run_demo_users", lambda *args: ran.append(args) or run(*args))
-    with sqlite3.connect(project / "db.sqlite3") as db:  # what a login writes: a last_login, a session
-        db.execute("UPDATE auth_user SET last_login = '2030-01-01 00:00:00' WHERE username = 'alice'")
-        db.execute("INSERT INTO django_session VALUES ('a-session-key', 'data', '2030-01-01 00:00:00')")
-    assert create_demo_users(project) == printed and ran == []
-    with sqlite3.connect(project / "db.sqlite3") as db:  # alice's password is now bob's: changed by hand
-        db.execute("UPDATE auth_user SET password = (SELECT password FROM auth_user WHERE username = 'bob') "
-                   "WHERE username = 'alice'")
-    assert create_demo_users(project) == printed and len(ran) == 1
-    with sqlite3.connect(project / "db.sqlite3") as db:
-        [(hashed,)] = db.execute("SELECT password FROM auth_user WHERE username = 'alice'").fetchall()
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
-
-    # What authenticate() checks under Django's default hasher, without loading the project.
-    assert PBKDF2PasswordHasher().verify("alice-password", hashed)
-
-
 def copy_of_step_9(into):
+    """Copy step 9's files (no database, as in a fresh clone) into `into`; return the copy."""
     for name in project_files(USERS.path):
         (into / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(USERS.path / name, into / name)
@@ -242,16 +215,6 @@ async def test_alice_on_one_server_and_bob_on_another_share_a_room_through_redis
         await bob.send(json.dumps({"message": "right back", "user": "alice"}))
         assert await hears(alice) == {"message": "across processes", "user": "alice"}
         assert await hears(alice) == {"message": "right back", "user": "bob"}
-
-
-async def test_a_fresh_clone_is_migrated_so_a_stale_cookie_is_refused_not_a_500(tmp_path, serve):
-    """Served from a copy with no database, step 9 is migrated first: a leftover sessionid gets 403, never 500.
-
-    Both server kinds migrate in the same place (Server.prepare, before either starts): one kind is enough.
-    """
-    server = serve(copy_of_step_9(tmp_path / "clone"))
-    assert await refused_status(server, "leftover-from-another-tutorial") == 403
-    assert "no such table" not in server.log_text()
 
 
 def test_the_doctor_says_a_refused_anonymous_handshake_needs_a_login_not_a_fix(step9):

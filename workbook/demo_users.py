@@ -6,8 +6,24 @@ and the environment values it reads, the migrations, the command's own file, and
 hash as the database holds them. While all of that is unchanged the command would change nothing and print the
 same: create_demo_users() prints what it printed then. A login (a session, a last_login) leaves the stamp valid;
 a password changed by hand does not.
-"""
 
+A stamp belongs to one project directory, but a fresh copy of a step (a learner's workspace, a test's copy) is a
+new directory. Its database is often a copy of the seed migrate keeps (workbook/servers/seeds.py), and the command
+does the same thing to every such copy. So when the command runs on a database that is still, byte for byte, that
+seed, what it made is kept as a users seed, under a key covering the seed's bytes, the migrate fingerprint and every
+file of the project (the command's, and whatever else Django's set-up imports). The next copy whose database is
+still that seed, with the same key, gets the users seed's user table instead of a run: the same users with the
+same password hashes (so the same passwords log in), and the same printed lines. The stamp is then written as
+after a run.
+
+Why this is safe: the same command, code, settings, interpreter and Django, run on the same bytes, makes the same
+users; only the random salts in the hashes differ, and any salt verifies the same password. A users seed is kept
+only when its only change from the migrate seed is the user table, with no one logged in (a session written by a
+server meanwhile, or any other row, keeps nothing), and it is checked again against the copy before use. The copy
+in happens in one sqlite write transaction that first checks the database is still the seed. Anything uncertain
+(a custom user model, a database the runner did not migrate or outside the project, a journal or WAL beside it,
+a row added since the copy, a missing or unreadable seed) runs the command, as before.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +35,7 @@ import subprocess
 from pathlib import Path
 
 from .errors import WorkbookError
-from .registry import ROOT
+from .registry import ROOT, project_files
 from .state import STATE_DIR, TIMEOUT, write_whole
 
 COMMAND = Path("chat/management/commands/demo_users.py")
@@ -37,6 +53,7 @@ def run_demo_users(project: Path, python: str) -> subprocess.CompletedProcess:
 def create_demo_users(project: Path, label: str = "") -> str:
     """Migrate the project's database if it needs it, run its `demo_users` command, and return what it printed."""
     from .servers.migrate import migrate_if_needed
+    from .servers.seeds import keep_users, users_from_seed
     from .servers.server import Server
 
     label = label or project.name
@@ -50,22 +67,27 @@ def create_demo_users(project: Path, label: str = "") -> str:
         saved = json.loads(stamp.read_text(encoding="utf-8"))
         if saved["state"] is not None and saved["state"] == _state(project, python):
             return saved["stdout"]
-    done = run_demo_users(project, python)
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines() or ["it printed nothing"]
-        raise WorkbookError(f"{label}: `python manage.py demo_users` failed: {lines[-1]}")
+    seed = _users_seed(project, python)
+    printed = users_from_seed(*seed[:3]) if seed else None
+    if printed is None:
+        done = run_demo_users(project, python)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["it printed nothing"]
+            raise WorkbookError(f"{label}: `python manage.py demo_users` failed: {lines[-1]}")
+        printed = done.stdout
+        if seed:
+            keep_users(seed[0], seed[3], seed[2], printed)
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    saved = json.dumps({"state": _state(project, python), "stdout": done.stdout})
+    saved = json.dumps({"state": _state(project, python), "stdout": printed})
     write_whole(stamp, lambda part: part.write_text(saved, encoding="utf-8"))
-    return done.stdout
+    return printed
 
 
-def _state(project: Path, python: str) -> str | None:
-    """Fingerprint what decides the command's outcome; None when it cannot be read with certainty."""
+def _facts(project: Path, python: str) -> tuple[dict, str, bytes] | None:
+    """Return the migrate fingerprint, the database and the command's file; None when any is uncertain."""
     from .servers.migrate import inputs, paths
 
-    env = dict(os.environ)
-    now = inputs(project, python, env)
+    now = inputs(project, python, dict(os.environ))
     settings = project / (now["settings"].replace(".", "/") + ".py")
     try:
         migrated = json.loads(paths(project)[0].read_text(encoding="utf-8"))
@@ -76,9 +98,45 @@ def _state(project: Path, python: str) -> str | None:
     # Only Django's own user table is read here; a custom user model, or an unknown database, always runs.
     if now["django"] is None or migrated.get("inputs") != now or not database or "AUTH_USER_MODEL" in settings_text:
         return None
+    return now, database, command
+
+
+def _state(project: Path, python: str) -> str | None:
+    """Fingerprint what decides the command's outcome; None when it cannot be read with certainty."""
+    facts = _facts(project, python)
+    if facts is None:
+        return None
+    now, database, command = facts
     try:
         with contextlib.closing(sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)) as db:
             users = db.execute("SELECT username, password FROM auth_user ORDER BY username").fetchall()
     except sqlite3.Error:
         return None
     return hashlib.sha256(json.dumps([now, database, hashlib.sha256(command).hexdigest(), users]).encode()).hexdigest()
+
+
+def _users_seed(project: Path, python: str) -> tuple[Path, bytes, str, dict] | None:
+    """Name the users seed for a database still exactly as its migrate seed: (database, its bytes, key, fingerprint).
+
+    The key covers the seed's bytes, the migrate fingerprint and every file of the project but its database: the
+    command's own, and any code Django's set-up imports (a signal that writes a row when a user is saved).
+    """
+    from .servers.seeds import untouched
+
+    facts = _facts(project, python)
+    if facts is None:
+        return None
+    now, database, _ = facts
+    start = untouched(project, database, now)
+    if start is None:
+        return None
+    code = hashlib.sha256(hashlib.sha256(start).digest())
+    own = Path(database).relative_to(project).as_posix()
+    try:
+        for name in project_files(project):
+            if name != own and not name.startswith(f"{own}-"):  # the database, and a journal if one appears meanwhile
+                code.update(name.encode() + b"\0" + (project / name).read_bytes() + b"\0")
+    except OSError:
+        return None
+    key = hashlib.sha256(json.dumps([now, code.hexdigest()], sort_keys=True).encode()).hexdigest()[:16]
+    return Path(database), start, key, now
