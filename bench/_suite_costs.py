@@ -100,10 +100,11 @@ class Sampler:
         return [(kind, count[kind], seconds) for kind, seconds in cpu.most_common()]
 
 
-# Modules that test one step, without that step's id in their test ids.
-MODULE_STEP = {"test_async_json": "08", "test_users": "09", "test_users_browser": "09", "test_login": "09",
+# Modules that test one step, without that step's id in their test ids; and the Python range, counted apart.
+MODULE_STEP = {"test_async_json": "08", "test_users": "09", "test_users_browser": "09", "test_users_seed": "09",
+               "test_login": "09",
                "test_history": "10", "test_history_browser": "10", "test_checks_tests": "11",
-               "test_final": "final"}
+               "test_final": "final", "test_pythons": "other Pythons", "test_debian": "other Pythons"}
 STEP_ID = re.compile(r"(?<![\d.])(0[1-9]|1\d)-[a-z]|\[final\b|-final\b")
 
 
