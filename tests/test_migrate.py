@@ -226,7 +226,7 @@ def test_run_says_nothing_about_migrations_on_a_first_run(tmp_path):
     """`python -m workbook run 4` on an unmigrated step prints only its server's lines, echoes, adds nothing to git."""
     database = get_step(4).path / "db.sqlite3"
     in_git = shutil.which("git") is not None and (ROOT / ".git").exists()
-    before = _git_status() if in_git else ""
+    before = _git_status(get_step(4).path) if in_git else ""
     database.unlink(missing_ok=True)
     port = free_port()
     out = open(tmp_path / "run.log", "w+")
@@ -248,7 +248,7 @@ def test_run_says_nothing_about_migrations_on_a_first_run(tmp_path):
     assert database.is_file() and not group_alive(process.pid)
     assert "migrat" not in printed.lower() and "Traceback" not in printed, printed
     # A database made anew adds nothing that git shows.
-    assert (_git_status() if in_git else "") == before
+    assert (_git_status(get_step(4).path) if in_git else "") == before
 
 
 def test_the_doctor_warns_of_a_migration_the_database_lacks_but_not_of_the_session_table(tmp_path):
