@@ -78,8 +78,10 @@ def measured(target: str, log: Path):
     junit = log.with_suffix(".xml")
     with Sampler() as sampler:
         wall, code, summary, before, after = run(target, log, {"PYTEST_ADDOPTS": f"--junitxml={junit}"})
-    workers = os.environ.get("WORKBOOK_TEST_WORKERS", "auto")
-    workers = os.cpu_count() or 1 if workers in {"", "auto"} else max(int(workers), 1)
+    from workbook.maintainer.testrun import default_workers
+
+    workers = os.environ.get("WORKBOOK_TEST_WORKERS", "auto").strip()
+    workers = default_workers() if workers in {"", "auto"} else max(int(workers), 1)
     steps = shares(junit) if junit.exists() else []
     sampler.dump(log.with_suffix(".processes.json"))
     return wall, code, summary, before, after, markdown(sampler.by_kind(), steps, wall, workers)

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import xdist_order
 
-from workbook.maintainer.testrun import FAST, pytest_args
+from workbook.maintainer.testrun import FAST, default_workers, pytest_args
 from workbook.registry import ROOT
 
 # Prints `GROUP<TAB>group<TAB>marks<TAB>nodeid` for each collected test, after conftest.py has given the groups.
@@ -43,10 +43,13 @@ def every(tmp_path_factory) -> dict[str, tuple[str, set[str]]]:
     return collected(tmp_path_factory.mktemp("every"))
 
 
-def test_the_suite_runs_on_every_cpu_grouped_by_what_it_shares():
-    """With pytest-xdist installed, `workbook test` adds `-n auto --dist loadgroup` before the given arguments."""
-    assert pytest_args(["-k", "echo"], environ={}) == [
-        "-n", "auto", "--dist", "loadgroup", "--no-loadscope-reorder", "-k", "echo"]
+def test_the_suite_runs_on_one_worker_more_than_the_cpus_grouped_by_what_it_shares():
+    """With pytest-xdist installed, `workbook test` adds `-n CPUs+1 --dist loadgroup` before the given arguments."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_workers() == cpus + 1
+    for environ in ({}, {"WORKBOOK_TEST_WORKERS": "auto"}, {"WORKBOOK_TEST_WORKERS": " "}):
+        assert pytest_args(["-k", "echo"], environ=environ) == [
+            "-n", str(cpus + 1), "--dist", "loadgroup", "--no-loadscope-reorder", "-k", "echo"]
     assert pytest_args([], environ={"WORKBOOK_TEST_WORKERS": "3"})[:2] == ["-n", "3"]
 
 
