@@ -69,6 +69,16 @@ def assert_quiet_no_op(result: subprocess.CompletedProcess) -> None:
     assert not [line for line in result.stderr.splitlines() if line.startswith("workbook:")], result.stderr
 
 
+def set_up_kept(python: str, env: dict[str, str], venv, warm: bool) -> str:
+    """Set up `venv` with `python`: a kept one must be a quiet no-op, a fresh one must succeed. Return its stderr."""
+    env["WORKBOOK_VENV"] = str(venv)
+    done = setup(python, env)
+    if warm:
+        assert_quiet_no_op(done)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
 def venv_version(venv) -> str:
     python = venv / "bin" / "python"
     return subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -117,13 +127,8 @@ def test_step_4_echoes_on_python(version, request, tmp_path):
     env = setup_env("")
     inputs = kept_venv.key([kept_venv.identify(python)], kept_venv.identify_uv(find_uv()), env)
     with kept_venv.kept(request.config, f"python{version}", inputs, tmp_path) as (venv, warm):
-        env["WORKBOOK_VENV"] = str(venv)
-        done = setup(python, env)
-        if warm:
-            assert_quiet_no_op(done)
-        else:
-            assert done.returncode == 0, done.stderr
-            assert f"with Python {version} (first run only)" in done.stderr
+        printed = set_up_kept(python, env, venv, warm)
+        assert warm or f"with Python {version} (first run only)" in printed, printed
         script = textwrap.dedent("""
             import asyncio, sys
             from workbook import Server, get_step, client
@@ -170,16 +175,11 @@ def test_an_old_python_with_uv_sets_up_on_a_supported_python_from_uv(request, tm
     inputs = kept_venv.key([kept_venv.identify(old), kept_venv.identify(other), chosen],
                            kept_venv.identify_uv(uv), env)
     with kept_venv.kept(request.config, "python3.9-uv", inputs, tmp_path) as (venv, warm):
-        env["WORKBOOK_VENV"] = str(venv)
-        result = setup(old, env)
-        if warm:
-            assert_quiet_no_op(result)
-        else:
-            assert result.returncode == 0, result.stderr
-            assert result.stderr.splitlines()[0] == (
-                "workbook: setting up venv/ from uv.lock with Python 3.12, which uv provided since "
-                f"Python 3.9 is outside {pythons.describe()} (first run only)…"
-            )
+        printed = set_up_kept(old, env, venv, warm)
+        assert warm or printed.splitlines()[0] == (
+            "workbook: setting up venv/ from uv.lock with Python 3.12, which uv provided since "
+            f"Python 3.9 is outside {pythons.describe()} (first run only)…"
+        ), printed
         assert venv_version(venv) == "3.12"
 
 
