@@ -118,6 +118,21 @@ def test_serving_every_stage_migrates_it_without_a_warning_and_leaves_git_status
     assert _git_status(project.path) == before
 
 
+def test_serving_by_turns_with_and_without_redis_url_migrates_once_for_each(tmp_path, monkeypatch):
+    """The settings read REDIS_URL, so each environment is checked once; after that, taking turns migrates nothing."""
+    copy = fresh_copy(get_step(7), tmp_path)
+    server = Server(copy)
+    done = []
+    for _ in range(3):
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        done.append(migrate_if_needed(server))
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9")
+        done.append(migrate_if_needed(server))
+    assert done == [True, True, False, False, False, False]
+    (copy / "db.sqlite3").unlink()  # and a database gone is migrated anew, whichever environment comes first
+    assert migrate_if_needed(server) is True
+
+
 def test_a_second_start_does_not_migrate_again_but_a_deleted_database_is_migrated_anew(tmp_path):
     """The stamp spares the second start; removing db.sqlite3 (or a new migration file) makes the next one migrate."""
     copy = fresh_copy(get_step(4), tmp_path)

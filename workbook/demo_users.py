@@ -90,7 +90,7 @@ def _facts(project: Path, python: str) -> tuple[dict, str, bytes] | None:
     now = inputs(project, python, dict(os.environ))
     settings = project / (now["settings"].replace(".", "/") + ".py")
     try:
-        migrated = json.loads(paths(project)[0].read_text(encoding="utf-8"))
+        migrated = json.loads(paths(project, now)[0].read_text(encoding="utf-8"))
         command, settings_text = (project / COMMAND).read_bytes(), settings.read_text(encoding="utf-8")
     except (OSError, ValueError):
         return None

@@ -2,8 +2,9 @@
 
 AuthMiddlewareStack reads the session of any `sessionid` cookie a browser sends, so an unmigrated project answers
 such a handshake with HTTP 500 (`no such table: django_session`). A stamp in .workbook/migrate/ fingerprints what
-decides whether `migrate` has work to do: the Python and Django version, the settings file, the project's
-migration files, and how many migrations the database records. When it matches, nothing runs; when in doubt,
+decides whether `migrate` has work to do: the Python and Django version, the settings file and the environment
+values it reads (a stamp for each environment), the project's migration files, and how many migrations the
+database records. When it matches, nothing runs; when in doubt,
 `migrate` runs (a no-op takes well under a second). A file lock keeps two servers of one project from migrating
 at once. WORKBOOK_MIGRATE=0 (in the environment or a server's env) leaves the database alone.
 
@@ -101,11 +102,16 @@ def django_version() -> str | None:
     return match.group(1) if match else None
 
 
-def paths(project: Path) -> tuple[Path, Path, Path]:
-    """The project's migrate stamp, its lock, and the log of its last `migrate` (the demo users' stamp reads the
-    first)."""
+def paths(project: Path, now: dict) -> tuple[Path, Path, Path]:
+    """The project's migrate stamp for the environment in `now`, its lock, and the log of its last `migrate` (the
+    demo users' stamp reads the first).
+
+    One stamp per environment the settings read: a project served now with REDIS_URL and now without (the Redis
+    tests and the stage tests take turns with one step) keeps both stamps valid instead of migrating at each turn.
+    """
     key = hashlib.sha256(str(project).encode()).hexdigest()[:16]
-    return STAMPS / f"{key}.json", STAMPS / f"{key}.lock", STATE_DIR / "logs" / f"{project.name}-migrate-{key[:6]}.log"
+    return (STAMPS / f"{key}-{now['env'][:12]}.json", STAMPS / f"{key}.lock",
+            STATE_DIR / "logs" / f"{project.name}-migrate-{key[:6]}.log")
 
 
 def up_to_date(stamp: Path, now: dict) -> bool:
@@ -156,11 +162,13 @@ def migrate_if_needed(server: Server) -> bool:
         return False
     project, python = server.project, server.command()[0]
     env = {**os.environ, **server.extra_env}
-    stamp, lock, log = paths(project)
-    if up_to_date(stamp, inputs(project, python, env)):
+    now = inputs(project, python, env)
+    stamp, lock, log = paths(project, now)
+    if up_to_date(stamp, now):
         return False
     with _locked(lock):
         now = inputs(project, python, env)
+        stamp = paths(project, now)[0]
         if up_to_date(stamp, now):  # another server of this project migrated while we waited
             return False
         database = from_seed(project, now)
