@@ -149,3 +149,17 @@ def test_a_session_written_while_the_command_ran_keeps_no_users_seed(tmp_path, r
         db.execute("DELETE FROM django_session")
     seeds.keep_users(database, now, key, "alice / alice-password\n")  # the same, with users the only change
     assert kept(key) == [True, True] and runs == []
+
+
+def test_serving_by_turns_with_and_without_redis_url_runs_the_command_once_for_each(tmp_path, runs, monkeypatch):
+    """Each environment the settings read keeps its own stamp: turns between them never run the command again."""
+    project = copy_of_step_9(tmp_path / "project")
+    own_command(project)  # no users seed: each environment's first call runs the command
+    printed = []
+    for _ in range(3):
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        printed.append(create_demo_users(project))
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9")
+        printed.append(create_demo_users(project))
+    assert len(set(printed)) == 1 and "alice / alice-password" in printed[0]
+    assert runs == [project, project]

@@ -52,7 +52,7 @@ def run_demo_users(project: Path, python: str) -> subprocess.CompletedProcess:
 
 def create_demo_users(project: Path, label: str = "") -> str:
     """Migrate the project's database if it needs it, run its `demo_users` command, and return what it printed."""
-    from .servers.migrate import migrate_if_needed
+    from .servers.migrate import inputs, migrate_if_needed
     from .servers.seeds import keep_users, users_from_seed
     from .servers.server import Server
 
@@ -62,7 +62,9 @@ def create_demo_users(project: Path, label: str = "") -> str:
     server = Server(project, label=f"{project.name}-users", port=1)  # never started: it only names the interpreter
     migrate_if_needed(server)
     python = server.command()[0]
-    stamp = STAMPS / f"{hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:16]}.json"
+    # One stamp per environment the settings read, as migrate keeps one (REDIS_URL set, then not, then set…).
+    environment = inputs(project, python, dict(os.environ))["env"][:12]
+    stamp = STAMPS / f"{hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:16]}-{environment}.json"
     with contextlib.suppress(OSError, ValueError, LookupError, TypeError):  # no stamp, or not one of ours
         saved = json.loads(stamp.read_text(encoding="utf-8"))
         if saved["state"] is not None and saved["state"] == _state(project, python):
