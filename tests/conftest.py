@@ -121,6 +121,18 @@ def saved_messages(project: Path, room: str) -> int:
         return db.execute("SELECT COUNT(*) FROM chat_message WHERE room = ?", (room,)).fetchone()[0]
 
 
+def by_turns(monkeypatch, name: str, value: str, call, rounds: int = 3) -> list:
+    """Call `call()` with the environment variable `name` unset, then set to `value`, `rounds` times; return the
+    results in order (a step served now without REDIS_URL, now with it, as the stage and Redis tests take turns)."""
+    done = []
+    for _ in range(rounds):
+        monkeypatch.delenv(name, raising=False)
+        done.append(call())
+        monkeypatch.setenv(name, value)
+        done.append(call())
+    return done
+
+
 def run_python(*args: str, cwd=ROOT, env: dict | None = None, timeout: float = TIMEOUT * 4, **kwargs):
     """Run the venv's python with arguments; return the CompletedProcess (text mode)."""
     return subprocess.run(

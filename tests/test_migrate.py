@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import STARTED_GROUPS, need, run_python, steps
+from conftest import STARTED_GROUPS, by_turns, need, run_python, steps
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -122,12 +122,7 @@ def test_serving_by_turns_with_and_without_redis_url_migrates_once_for_each(tmp_
     """The settings read REDIS_URL, so each environment is checked once; after that, taking turns migrates nothing."""
     copy = fresh_copy(get_step(7), tmp_path)
     server = Server(copy)
-    done = []
-    for _ in range(3):
-        monkeypatch.delenv("REDIS_URL", raising=False)
-        done.append(migrate_if_needed(server))
-        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9")
-        done.append(migrate_if_needed(server))
+    done = by_turns(monkeypatch, "REDIS_URL", "redis://127.0.0.1:9", lambda: migrate_if_needed(server))
     assert done == [True, True, False, False, False, False]
     (copy / "db.sqlite3").unlink()  # and a database gone is migrated anew, whichever environment comes first
     assert migrate_if_needed(server) is True

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 
 import pytest
+from conftest import by_turns
 from test_users import PASSWORDS, copy_of_step_9, refused_status
 
 import workbook.demo_users
@@ -155,11 +156,6 @@ def test_serving_by_turns_with_and_without_redis_url_runs_the_command_once_for_e
     """Each environment the settings read keeps its own stamp: turns between them never run the command again."""
     project = copy_of_step_9(tmp_path / "project")
     own_command(project)  # no users seed: each environment's first call runs the command
-    printed = []
-    for _ in range(3):
-        monkeypatch.delenv("REDIS_URL", raising=False)
-        printed.append(create_demo_users(project))
-        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9")
-        printed.append(create_demo_users(project))
+    printed = by_turns(monkeypatch, "REDIS_URL", "redis://127.0.0.1:9", lambda: create_demo_users(project))
     assert len(set(printed)) == 1 and "alice / alice-password" in printed[0]
     assert runs == [project, project]
