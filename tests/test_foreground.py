@@ -27,7 +27,7 @@ except KeyboardInterrupt:
 """
 # The runner's side: the chatty server as a guarded process, run in the foreground like `run` runs a step.
 RUNNER = f"""
-import socket, sys
+import socket, sys, time
 from pathlib import Path
 from workbook.servers.foreground import foreground
 from workbook.servers.process import GuardedProcess
@@ -35,6 +35,10 @@ from workbook.servers.process import GuardedProcess
 class Chatty(GuardedProcess):
     def command(self):
         return [sys.executable, "-c", {CHATTY!r}, str(self.port)]
+
+    def start(self, *args, **kwargs):
+        time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0)  # work before the spawn, as a migrate is
+        return super().start(*args, **kwargs)
 
     def answers(self):
         try:
@@ -80,3 +84,15 @@ def test_a_sigterm_stops_the_foreground_run_cleanly_and_frees_the_port(foregroun
     tail = runner.output().splitlines()[-3:]
     assert tail[-2:] == ["", "workbook: stopped chatty."] and "chatty server shut down" in tail, tail
     assert port_is_free(port)
+
+
+def test_the_log_the_last_run_left_on_the_same_port_never_reaches_the_terminal(foreground, tmp_path):
+    """A run on a port used before shows only its own lines, even when it works for a while before it spawns."""
+    log = tmp_path / "chatty.log"
+    log.write_text("a line from the last run\n" * LINES * 2)  # longer than this run's start-up lines
+    port = free_port()
+    runner = foreground([sys.executable, "-c", RUNNER, str(port), str(log), "0.5"])
+    assert wait_until(lambda: "is up on" in runner.output()), runner.output()
+    printed = runner.output().splitlines()
+    assert "a line from the last run" not in printed
+    assert printed[:printed.index(f"workbook: chatty is up on {port}")] == [f"start-up line {n}" for n in range(LINES)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
@@ -28,6 +30,8 @@ class LogFollower:
         with self._lock:
             try:
                 with open(self.path, "rb") as log:
+                    if os.fstat(log.fileno()).st_size < self.offset:
+                        self.offset = 0  # written anew since the last read: a new run's log
                     log.seek(self.offset)
                     chunk = log.read()
             except OSError:
@@ -60,6 +64,11 @@ def foreground(process: GuardedProcess, up: Callable[[], Iterable[str]], stopped
     """
     # Ctrl-C in the terminal and a plain `kill` both end the run the same clean way.
     stop_on_signals()
+    if not process.appends_log:
+        # The start writes this log afresh, but only once it spawns (after a migrate, say): until then the follower
+        # would copy the last run's lines on the same port to the terminal as if they were this run's.
+        with contextlib.suppress(OSError):  # Windows: still open by a server that is still running; start says so
+            process.log_path.unlink(missing_ok=True)
     follower = LogFollower(process.log_path, from_end=process.appends_log)
     try:
         with follower:
