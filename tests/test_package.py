@@ -36,7 +36,7 @@ def test_the_venv_imports_this_checkouts_workbook_from_any_folder(tmp_path):
 
 def test_a_pyproject_out_of_step_with_the_lock_stops_the_setup_in_one_line(tmp_path):
     """A dependency removed from pyproject.toml without `uv lock` stops the set-up with one line naming `uv lock`."""
-    uv = shutil.which("uv")
+    uv = venv.installed_uv()
     need(uv is not None, "uv", "install it (https://docs.astral.sh/uv/)")
     copy = tmp_path / "workbook-copy"
     copy.mkdir()
@@ -58,3 +58,19 @@ def test_a_pyproject_out_of_step_with_the_lock_stops_the_setup_in_one_line(tmp_p
         "then run the same command again"
     )
     assert "needs to be updated" in (copy / ".workbook" / "logs" / "setup.log").read_text()
+
+
+def test_the_uv_there_is_is_the_one_on_path_else_the_one_set_up_bootstrapped(tmp_path, monkeypatch):
+    """A machine without uv on PATH has the locked uv in .workbook/tools/ after its first set-up: that one counts."""
+    tools, on_path = tmp_path / "tools", tmp_path / "path"
+    on_path.mkdir()
+    monkeypatch.setenv("PATH", str(on_path))
+    assert venv.installed_uv(tools) is None
+    bootstrapped = tools / "bin" / "uv"
+    bootstrapped.parent.mkdir(parents=True)
+    bootstrapped.write_text("#!/bin/sh\n")
+    bootstrapped.chmod(0o755)
+    assert venv.installed_uv(tools) == str(bootstrapped)
+    (on_path / "uv").write_text("#!/bin/sh\n")
+    (on_path / "uv").chmod(0o755)
+    assert venv.installed_uv(tools) == str(on_path / "uv")

@@ -18,6 +18,7 @@ from conftest import need
 from packaging.specifiers import SpecifierSet
 
 from workbook.environment import pythons, wheelhouse
+from workbook.environment.venv import installed_uv
 from workbook.registry import ROOT, tomllib
 from workbook.servers.server import TIMEOUT
 
@@ -38,8 +39,9 @@ def find_python(version: str) -> str | None:
 
 
 def find_uv() -> str | None:
-    """Find the uv binary itself: a pyenv shim only works with pyenv's own PATH."""
-    found = shutil.which("uv")
+    """Find the uv the set-up would use (on PATH, or bootstrapped into .workbook/tools/), as the binary itself: a
+    pyenv shim only works with pyenv's own PATH."""
+    found = installed_uv()
     if found and "/shims/" in found:
         behind = subprocess.run(["pyenv", "which", "uv"], capture_output=True, text=True)
         found = behind.stdout.strip() if behind.returncode == 0 else None
@@ -59,7 +61,9 @@ def setup(python: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def setup_with(python: str, tmp_path, path: str, **extra: str) -> subprocess.CompletedProcess:
-    """Run `python -m workbook setup` into a fresh venv under tmp_path, with only `path` as PATH."""
+    """Run `python -m workbook setup` into a fresh venv under tmp_path, with only `path` as PATH and no uv of the
+    checkout's own (.workbook/tools/, where a set-up without uv on PATH bootstraps one)."""
+    extra.setdefault("WORKBOOK_TOOLS", str(tmp_path / "no-tools"))
     return setup(python, setup_env(tmp_path / "venv", PATH=path, UV_PYTHON_DOWNLOADS="never", **extra))
 
 

@@ -18,7 +18,7 @@ from conftest import group_alive, run_python, steps
 
 from workbook import Server, WorkbookError, get_step
 from workbook.diffs import as_html, unified
-from workbook.environment.venv import check_python
+from workbook.environment.venv import check_python, installed_uv
 from workbook.registry import ROOT, load_steps, previous
 from workbook.servers.server import TIMEOUT, port_is_free
 
@@ -204,7 +204,7 @@ def test_every_step_has_a_previous_one_down_to_the_baseline():
     assert all(previous(b) == a for a, b in zip(steps, steps[1:], strict=False))
 
 
-@pytest.mark.skipif(shutil.which("uv") is None and not os.environ.get("CI"), reason="uv makes this fast")
+@pytest.mark.skipif(installed_uv() is None and not os.environ.get("CI"), reason="uv makes this fast")
 def test_a_fresh_checkout_bootstraps_its_own_virtualenv(tmp_path):
     """From a python without the venv, `python -m workbook list` creates .venv from the lock and runs."""
     system_python = getattr(sys, "_base_executable", None) or shutil.which("python3")

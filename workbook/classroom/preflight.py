@@ -50,7 +50,7 @@ def check_python() -> Line:
     shown = ".".join(map(str, sys.version_info[:3]))
     if pythons.is_supported(here):
         return Line("ok", f"Python {shown} (the workbook supports {pythons.describe()})")
-    if shutil.which("uv"):
+    if venv.installed_uv():
         return Line("warn", f"Python {shown} is outside {pythons.describe()}, but uv is installed and "
                             f"{_say('setup', 'setup')} will fetch Python {pythons.recommended()}")
     return Line("fail", venv.unsupported_message(here))

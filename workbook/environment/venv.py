@@ -105,14 +105,21 @@ def _tool(name: str, tools: Path = TOOLS) -> Path:
     return tools / ("Scripts" if os.name == "nt" else "bin") / (name + (".exe" if os.name == "nt" else ""))
 
 
-def find_uv(log, wheelhouse: Path | None = None, tools: Path = TOOLS) -> str:
-    """Return uv: the one on PATH, else the locked uv installed with pip into .workbook/tools/ (once)."""
+def installed_uv(tools: Path = TOOLS) -> str | None:
+    """Return the uv there is without installing one: the one on PATH, else the one set-up put in .workbook/tools/."""
     found = shutil.which("uv")
     if found:
         return found
     uv = _tool("uv", tools)
-    if uv.exists():
-        return str(uv)
+    return str(uv) if uv.exists() else None
+
+
+def find_uv(log, wheelhouse: Path | None = None, tools: Path = TOOLS) -> str:
+    """Return uv: the one there is (installed_uv), else the locked uv, installed with pip into .workbook/tools/."""
+    found = installed_uv(tools)
+    if found:
+        return found
+    uv = _tool("uv", tools)
     wanted = f"uv=={locked_version('uv')}"
     source = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse else []
     try:
@@ -201,7 +208,7 @@ def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False, wheelhous
         # `uv sync` removes what a sync does not name: keep the dev tools a stale dev set-up had.
         kind = "dev"
     python = venv_python(venv)
-    if not python.exists() and not shutil.which("uv") and not _tool("uv").exists():
+    if not python.exists() and not installed_uv():
         check_python()
     SETUP_LOG.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

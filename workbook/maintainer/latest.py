@@ -69,7 +69,7 @@ def candidates(minor: tuple[int, int]) -> list[str]:
     """List the places an interpreter of this version may be: uv's finder, PATH, pyenv's versions."""
     version = f"{minor[0]}.{minor[1]}"
     found: list[str] = []
-    uv = shutil.which("uv")
+    uv = venv.installed_uv()
     if uv:
         done = subprocess.run([uv, "python", "find", "--system", "--no-project", version],
                               capture_output=True, text=True, timeout=60)
