@@ -6,6 +6,7 @@ would leave: alice and bob, with hashes their passwords verify, and the lines th
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 
@@ -17,7 +18,7 @@ import workbook.demo_users
 import workbook.servers.server
 from workbook.login import login
 from workbook.servers import seeds
-from workbook.servers.migrate import migrate_if_needed
+from workbook.servers.migrate import inputs, migrate_if_needed
 from workbook.servers.server import Server
 from workbook.users import create_demo_users
 
@@ -47,8 +48,9 @@ def users_seed_of(project) -> tuple:
     """Migrate the copy; return its database, the key of the users seed it would get or leave, and the fingerprint."""
     server = Server(project, port=1)  # never started: it names the interpreter, as create_demo_users() does
     migrate_if_needed(server)
-    database, _, key, now = workbook.demo_users._users_seed(project, server.command()[0])
-    return database, key, now
+    now = inputs(project, server.command()[0], dict(os.environ))
+    seed = workbook.demo_users._users_seed(project, workbook.demo_users._facts(project, now))
+    return seed.database, seed.key, seed.now
 
 
 def kept(key: str) -> list[bool]:

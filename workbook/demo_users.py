@@ -33,6 +33,7 @@ import os
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import WorkbookError
 from .registry import ROOT, project_files
@@ -52,7 +53,7 @@ def run_demo_users(project: Path, python: str) -> subprocess.CompletedProcess:
 
 def create_demo_users(project: Path, label: str = "") -> str:
     """Migrate the project's database if it needs it, run its `demo_users` command, and return what it printed."""
-    from .servers.migrate import inputs, migrate_if_needed
+    from .servers.migrate import inputs, migrate_if_needed, stamp_name
     from .servers.seeds import keep_users, users_from_seed
     from .servers.server import Server
 
@@ -62,15 +63,16 @@ def create_demo_users(project: Path, label: str = "") -> str:
     server = Server(project, label=f"{project.name}-users", port=1)  # never started: it only names the interpreter
     migrate_if_needed(server)
     python = server.command()[0]
-    # One stamp per environment the settings read, as migrate keeps one (REDIS_URL set, then not, then set…).
-    environment = inputs(project, python, dict(os.environ))["env"][:12]
-    stamp = STAMPS / f"{hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:16]}-{environment}.json"
+    now = inputs(project, python, dict(os.environ))
+    facts = _facts(project, now)  # running the command changes users only: these stay true after it
+    # One stamp per environment the settings read, named as migrate names its own.
+    stamp = STAMPS / f"{stamp_name(project, now)}.json"
     with contextlib.suppress(OSError, ValueError, LookupError, TypeError):  # no stamp, or not one of ours
         saved = json.loads(stamp.read_text(encoding="utf-8"))
-        if saved["state"] is not None and saved["state"] == _state(project, python):
+        if saved["state"] is not None and saved["state"] == _state(facts):
             return saved["stdout"]
-    seed = _users_seed(project, python)
-    printed = users_from_seed(*seed[:3]) if seed else None
+    seed = _users_seed(project, facts)
+    printed = users_from_seed(seed.database, seed.start, seed.key) if seed else None
     if printed is None:
         done = run_demo_users(project, python)
         if done.returncode != 0:
@@ -78,18 +80,34 @@ def create_demo_users(project: Path, label: str = "") -> str:
             raise WorkbookError(f"{label}: `python manage.py demo_users` failed: {lines[-1]}")
         printed = done.stdout
         if seed:
-            keep_users(seed[0], seed[3], seed[2], printed)
+            keep_users(seed.database, seed.now, seed.key, printed)
     stamp.parent.mkdir(parents=True, exist_ok=True)
-    saved = json.dumps({"state": _state(project, python), "stdout": printed})
+    saved = json.dumps({"state": _state(facts), "stdout": printed})
     write_whole(stamp, lambda part: part.write_text(saved, encoding="utf-8"))
     return printed
 
 
-def _facts(project: Path, python: str) -> tuple[dict, str, bytes] | None:
-    """Return the migrate fingerprint, the database and the command's file; None when any is uncertain."""
-    from .servers.migrate import inputs, paths
+class Facts(NamedTuple):
+    """What the command's outcome and the users seed depend on, read once per call."""
 
-    now = inputs(project, python, dict(os.environ))
+    now: dict  # the migrate fingerprint
+    database: str  # the sqlite file migrate left
+    command: bytes  # the command's own file
+
+
+class UsersSeed(NamedTuple):
+    """The users seed a database that is still exactly its migrate seed can get, or leave."""
+
+    database: Path
+    start: bytes  # the database's bytes: still the migrate seed's
+    key: str
+    now: dict  # the migrate fingerprint
+
+
+def _facts(project: Path, now: dict) -> Facts | None:
+    """Read the database migrate left and the command's file, for the fingerprint `now`; None when any is uncertain."""
+    from .servers.migrate import paths
+
     settings = project / (now["settings"].replace(".", "/") + ".py")
     try:
         migrated = json.loads(paths(project, now)[0].read_text(encoding="utf-8"))
@@ -100,45 +118,42 @@ def _facts(project: Path, python: str) -> tuple[dict, str, bytes] | None:
     # Only Django's own user table is read here; a custom user model, or an unknown database, always runs.
     if now["django"] is None or migrated.get("inputs") != now or not database or "AUTH_USER_MODEL" in settings_text:
         return None
-    return now, database, command
+    return Facts(now, database, command)
 
 
-def _state(project: Path, python: str) -> str | None:
+def _state(facts: Facts | None) -> str | None:
     """Fingerprint what decides the command's outcome; None when it cannot be read with certainty."""
-    facts = _facts(project, python)
     if facts is None:
         return None
-    now, database, command = facts
     try:
-        with contextlib.closing(sqlite3.connect(f"{Path(database).as_uri()}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(f"{Path(facts.database).as_uri()}?mode=ro", uri=True)) as db:
             users = db.execute("SELECT username, password FROM auth_user ORDER BY username").fetchall()
     except sqlite3.Error:
         return None
-    return hashlib.sha256(json.dumps([now, database, hashlib.sha256(command).hexdigest(), users]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([facts.now, facts.database, hashlib.sha256(facts.command).hexdigest(),
+                                      users]).encode()).hexdigest()
 
 
-def _users_seed(project: Path, python: str) -> tuple[Path, bytes, str, dict] | None:
-    """Name the users seed for a database still exactly as its migrate seed: (database, its bytes, key, fingerprint).
+def _users_seed(project: Path, facts: Facts | None) -> UsersSeed | None:
+    """Name the users seed for a database still exactly as its migrate seed; None when there is none to use or keep.
 
     The key covers the seed's bytes, the migrate fingerprint and every file of the project but its database: the
     command's own, and any code Django's set-up imports (a signal that writes a row when a user is saved).
     """
     from .servers.seeds import untouched
 
-    facts = _facts(project, python)
     if facts is None:
         return None
-    now, database, _ = facts
-    start = untouched(project, database, now)
+    start = untouched(project, facts.database, facts.now)
     if start is None:
         return None
     code = hashlib.sha256(hashlib.sha256(start).digest())
-    own = Path(database).relative_to(project).as_posix()
+    own = Path(facts.database).relative_to(project).as_posix()
     try:
         for name in project_files(project):
             if name != own and not name.startswith(f"{own}-"):  # the database, and a journal if one appears meanwhile
                 code.update(name.encode() + b"\0" + (project / name).read_bytes() + b"\0")
     except OSError:
         return None
-    key = hashlib.sha256(json.dumps([now, code.hexdigest()], sort_keys=True).encode()).hexdigest()[:16]
-    return Path(database), start, key, now
+    key = hashlib.sha256(json.dumps([facts.now, code.hexdigest()], sort_keys=True).encode()).hexdigest()[:16]
+    return UsersSeed(Path(facts.database), start, key, facts.now)

@@ -109,9 +109,19 @@ def paths(project: Path, now: dict) -> tuple[Path, Path, Path]:
     One stamp per environment the settings read: a project served now with REDIS_URL and now without (the Redis
     tests and the stage tests take turns with one step) keeps both stamps valid instead of migrating at each turn.
     """
-    key = hashlib.sha256(str(project).encode()).hexdigest()[:16]
-    return (STAMPS / f"{key}-{now['env'][:12]}.json", STAMPS / f"{key}.lock",
+    key = _project_key(project)
+    return (STAMPS / f"{stamp_name(project, now)}.json", STAMPS / f"{key}.lock",
             STATE_DIR / "logs" / f"{project.name}-migrate-{key[:6]}.log")
+
+
+def stamp_name(project: Path, now: dict) -> str:
+    """Name a stamp of `project` for the environment in `now`: one per project directory and environment (the
+    demo users' stamps are named the same way)."""
+    return f"{_project_key(project)}-{now['env'][:12]}"
+
+
+def _project_key(project: Path) -> str:
+    return hashlib.sha256(str(project).encode()).hexdigest()[:16]
 
 
 def up_to_date(stamp: Path, now: dict) -> bool:
