@@ -107,17 +107,13 @@ def _tool(name: str, tools: Path = TOOLS) -> Path:
 
 def installed_uv(tools: Path = TOOLS) -> str | None:
     """Return the uv there is without installing one: the one on PATH, else the one set-up put in .workbook/tools/."""
-    found = shutil.which("uv")
-    if found:
-        return found
     uv = _tool("uv", tools)
-    return str(uv) if uv.exists() else None
+    return shutil.which("uv") or (str(uv) if uv.exists() else None)
 
 
 def find_uv(log, wheelhouse: Path | None = None, tools: Path = TOOLS) -> str:
     """Return uv: the one there is (installed_uv), else the locked uv, installed with pip into .workbook/tools/."""
-    found = installed_uv(tools)
-    if found:
+    if found := installed_uv(tools):
         return found
     uv = _tool("uv", tools)
     wanted = f"uv=={locked_version('uv')}"
@@ -245,13 +241,10 @@ def ensure(kind: str = "base", venv: Path = VENV, quiet: bool = False, wheelhous
                                     "package), then run the same command again") from None
             where = "check that the wheelhouse was made by `make wheelhouse` from this uv.lock" if wheelhouse \
                 else "check your network"
-            raise WorkbookError(
-                f"installing the packages failed ({exc}): read {_shown(SETUP_LOG)}, {where}, "
-                "then run the same command again"
-            ) from None
+            raise WorkbookError(f"installing the packages failed ({exc}): read {_shown(SETUP_LOG)}, {where}, "
+                                "then run the same command again") from None
     for k in ("base", kind):
         _stamp(k, venv).write_text(_digest() + "\n")
     if not quiet:
-        print(f"workbook: {venv.name}/ is ready ({time.monotonic() - started:.1f} s)",
-              file=sys.stderr, flush=True)
+        print(f"workbook: {venv.name}/ is ready ({time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
     return python
