@@ -416,12 +416,19 @@ def test_check_without_a_started_step_says_how_to_start(ws):
 
 
 
-def test_the_facts_are_remembered_under_every_file_and_the_environment_the_project_reads(ws):
-    """The facts memo's key changes with any project file and a variable the settings read; not with a database."""
+def test_the_facts_are_remembered_under_every_file_and_the_environment_the_project_reads(ws, monkeypatch):
+    """The facts memo's key changes with any project file, a variable the settings read and the interpreter; not
+    with a database, nor with the directory the same files are in."""
     learner.start(7)
     apply(get_step(7), ws)  # step 7's settings read REDIS_URL
     env = {"PYTHONPATH": str(ws)}
     key = probe.inputs(ws, env)
+    elsewhere = shutil.copytree(ws, ws.with_name("a-copy"))
+    assert probe.inputs(elsewhere, {"PYTHONPATH": str(elsewhere)}) == key
+    assert probe.inputs(elsewhere, {"PYTHONPATH": str(ws)}) != key  # the copy would import the other's code
+    with monkeypatch.context() as patched:
+        patched.setattr(probe, "_interpreter", lambda: "another Python, or other packages")
+        assert probe.inputs(ws, env) != key
     assert probe.inputs(ws, {**env, "SOMETHING_ELSE": "1"}) == key
     assert probe.inputs(ws, {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}) != key
     assert probe.inputs(ws, {**env, "DJANGO_SETTINGS_MODULE": "elsewhere.settings"}) != key
@@ -430,3 +437,25 @@ def test_the_facts_are_remembered_under_every_file_and_the_environment_the_proje
     consumers = ws / "chat" / "consumers.py"
     consumers.write_text(consumers.read_text() + "\n")
     assert probe.inputs(ws, env) != key
+
+
+def test_facts_load_once_for_the_same_files_and_a_failure_is_not_remembered(ws, monkeypatch, tmp_path):
+    """The second copy of a step gets the first one's facts from .workbook/facts/ without a probe; a project that
+    fails to load is probed again each time, and says why each time."""
+    monkeypatch.setattr(probe, "MEMO", tmp_path / "facts")
+    runs, run = [], subprocess.run
+    monkeypatch.setattr(probe.subprocess, "run", lambda *a, **k: runs.append(k["cwd"]) or run(*a, **k))
+    step = get_step(8)
+    first, second = (shutil.copytree(step.path, tmp_path / name) for name in ("first", "second"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["<project>", str(ROOT)])}
+    facts = [probe.load(project, "mychannels", {**env, "PYTHONPATH": env["PYTHONPATH"].replace("<project>",
+                                                                                             str(project))})
+             for project in (first, second)]
+    assert runs == [first] and facts[0] == facts[1]
+    assert facts[0]["consumer_class"]["bases"][0] == "AsyncJsonWebsocketConsumer"
+    settings = second / "mychannels" / "settings.py"
+    settings.write_text(settings.read_text() + "\nraise RuntimeError('a typo')\n")
+    for _ in range(2):
+        failed = probe.load(second, "mychannels", {**env, "PYTHONPATH": f"{second}{os.pathsep}{ROOT}"})
+        assert isinstance(failed, subprocess.CompletedProcess) and "a typo" in failed.stderr
+    assert runs == [first, second, second]

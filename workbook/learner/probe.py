@@ -1,37 +1,42 @@
-"""The facts the checks read from a loaded project, and a memo so that one project's facts load once per process.
+"""The facts the checks read from a loaded project, and a memo so that the same project's facts load once.
 
 `python -m workbook.learner.probe PACKAGE`, run inside a project, loads its settings and ASGI application and
-prints what the checks need as JSON. Loading Django takes about a second of CPU, and the stage tests build a Run
-per (step, server kind) on the very same files: `load()` remembers each answer under everything it depends on.
+prints what the checks need as JSON. Loading Django takes about a second of CPU, and the same files are loaded again
+and again: the stage tests build a Run per (step, server kind), each parallel test worker is a process of its own,
+and a learner runs `make check` on a workspace that has not changed since. `load()` keeps each answer in
+.workbook/facts/, under everything it depends on.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util  # binds importlib too
 import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from ..project import READS_ENV
 from ..registry import project_files
-from ..state import TIMEOUT
+from ..state import STATE_DIR, TIMEOUT, write_whole
 
-_MEMO: dict[str, dict] = {}
+MEMO = STATE_DIR / "facts"
 
 
 def inputs(project: Path, env: dict[str, str]) -> str:
-    """Fingerprint what the facts depend on: the project's path and files, and the environment they read.
+    """Fingerprint what the facts depend on: the project's files, the environment they read, and the interpreter.
 
-    The files are every file of the project (project_files: no database, no caches); the environment is Django's
-    and Python's own variables (DJANGO_*, PYTHON*) and each name the project's code reads. The interpreter, its
-    packages and the probe's own code are this process's, fixed while it runs. The database is no input:
-    makemigrations reads only its migration history, and a history it finds inconsistent fails the probe, and a
-    failure is never remembered.
+    The files are every file of the project (project_files: no database, no caches), by their place in it: the facts
+    name no path, so a copy of a step in another directory has the same ones. The environment is Django's and
+    Python's own variables (DJANGO_*, PYTHON*) and each name the project's code reads, with the project's own path
+    written as "<project>" (PYTHONPATH names it). The interpreter counts with its installed distributions and this
+    module's code (_interpreter). The database is no input: makemigrations reads only its migration history, and a
+    history it finds inconsistent fails the probe, and a failure is never remembered.
     """
-    digest = hashlib.sha256(f"{project}\0{sys.executable}\0".encode())
+    digest = hashlib.sha256(f"{_interpreter()}\0".encode())
     read: set[str] = set()
     for name in project_files(project):
         try:
@@ -42,8 +47,20 @@ def inputs(project: Path, env: dict[str, str]) -> str:
         if name.endswith(".py"):
             read.update(READS_ENV.findall(data.decode("utf-8", "replace")))
     names = sorted(read | {key for key in env if key.startswith(("DJANGO_", "PYTHON"))})
-    digest.update(json.dumps([[key, env.get(key)] for key in names]).encode())
+    here = str(project)
+    values = [env[key].replace(here, "<project>") if key in env else None for key in names]
+    digest.update(json.dumps([names, values]).encode())
     return digest.hexdigest()
+
+
+@functools.cache
+def _interpreter() -> str:
+    """Name this interpreter, the distributions installed in it and this module's code: what loads the facts."""
+    places = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    installed = sorted(name for place in places if os.path.isdir(place) for name in os.listdir(place)
+                       if name.endswith((".dist-info", ".egg-info", ".pth")))
+    code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return json.dumps([sys.executable, sys.version, places, installed, code])
 
 
 def load(project: Path, package: str, env: dict[str, str]) -> dict | subprocess.CompletedProcess:
@@ -51,14 +68,19 @@ def load(project: Path, package: str, env: dict[str, str]) -> dict | subprocess.
 
     A failed load returns the finished process, for the caller to explain; it is not remembered.
     """
-    key = inputs(project, env)
-    if key not in _MEMO:
-        result = subprocess.run([sys.executable, "-m", "workbook.learner.probe", package], cwd=project, env=env,
-                                capture_output=True, text=True, timeout=TIMEOUT * 2)
-        if result.returncode != 0:
-            return result
-        _MEMO[key] = json.loads(result.stdout.strip().splitlines()[-1])
-    return json.loads(json.dumps(_MEMO[key]))  # a copy: a check that edits its facts edits only its own
+    kept = MEMO / f"{inputs(project, env)}.json"
+    try:
+        return json.loads(kept.read_text(encoding="utf-8"))  # a copy: a check that edits its facts edits only its own
+    except (OSError, ValueError):
+        pass
+    result = subprocess.run([sys.executable, "-m", "workbook.learner.probe", package], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT * 2)
+    if result.returncode != 0:
+        return result
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    MEMO.mkdir(parents=True, exist_ok=True)
+    write_whole(kept, lambda part: part.write_text(json.dumps(facts), encoding="utf-8"))
+    return facts
 
 
 def _probe(package: str) -> int:
