@@ -239,20 +239,88 @@ def foreground(tmp_path):
         end_group(process)
 
 
-# Hand-written, not pytest-playwright's session browser: Playwright's sync API keeps its event loop running in the
-# thread, so every async test after it in the same worker fails ("Runner.run() cannot be called from a running event
-# loop"). Stopping Playwright after each module keeps the async tests working.
-@pytest.fixture(scope="module")
+# One headless Chromium per worker, shared by every browser test (a launch costs Chromium, its GPU process and
+# Playwright's driver about 2.5 CPU-s). Hand-written, not pytest-playwright's session browser, because of one catch:
+# between its calls, Playwright's sync API leaves its own event loop marked as the thread's running loop, and then
+# every asyncio.run() or async test in the same thread fails ("cannot be called from a running event loop"). So the
+# mark is taken away while a test that does not use the browser runs (set-up, call and teardown), and put back
+# before a fixture that uses the browser tears down, whichever test's teardown that falls in.
+SESSION_BROWSER: set[int] = set()  # the shared browser's Playwright driver: its processes are meant to live on
+_PLAYWRIGHT: dict = {"loop": None, "unmarked": False, "fixtures": {"chromium"}}
+
+
+@pytest.fixture(scope="session")
 def chromium():
-    """One headless Chromium per test module, closed at teardown even when a test fails."""
+    """One headless Chromium for the worker's whole session, closed at its end even when a test fails."""
+    import asyncio
+
+    import psutil
+
     from workbook import browser
 
+    before = {child.pid for child in psutil.Process().children()}
     with ExitStack() as stack:
         try:
             found = stack.enter_context(browser.launch())
         except browser.BrowserMissing as missing:
             need(False, "a browser for the browser tests", str(missing))
+        SESSION_BROWSER.update(child.pid for child in psutil.Process().children() if child.pid not in before)
+        _PLAYWRIGHT["loop"] = asyncio._get_running_loop()
         yield found
+    _PLAYWRIGHT["loop"] = None
+    SESSION_BROWSER.clear()
+
+
+def _unmarked(item):
+    """Run one phase of a test that does not use the browser with no loop marked running; then mark it again."""
+    import asyncio
+
+    loop = _PLAYWRIGHT["loop"]
+    if loop is None or "chromium" in item.fixturenames or asyncio._get_running_loop() is not loop:
+        return (yield)
+    asyncio._set_running_loop(None)
+    _PLAYWRIGHT["unmarked"] = True
+    try:
+        return (yield)
+    finally:
+        _PLAYWRIGHT["unmarked"] = False
+        if _PLAYWRIGHT["loop"] is not None:  # the last teardown may have closed the browser
+            asyncio._set_running_loop(_PLAYWRIGHT["loop"])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _unmarked(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _unmarked(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item):
+    return (yield from _unmarked(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """A fixture that uses the browser gets the mark back before its own teardown runs (finalizers run last first)."""
+    result = yield
+    if fixturedef.argname in _PLAYWRIGHT["fixtures"] or _PLAYWRIGHT["fixtures"] & set(fixturedef.argnames):
+        import asyncio
+
+        _PLAYWRIGHT["fixtures"].add(fixturedef.argname)
+        fixturedef.addfinalizer(lambda: _PLAYWRIGHT["loop"] and asyncio._set_running_loop(_PLAYWRIGHT["loop"]))
+    return result
+
+
+def pytest_fixture_post_finalizer(fixturedef, request):
+    """After a fixture tore down inside a test that runs unmarked, take the mark away again."""
+    if _PLAYWRIGHT["unmarked"]:
+        import asyncio
+
+        asyncio._set_running_loop(None)
 
 
 class Tabs:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Tabs, run_python
+from conftest import SESSION_BROWSER, Tabs, run_python
 
 from workbook import browser as chat_browser
 from workbook import load_steps
@@ -44,7 +44,8 @@ def browser_processes() -> list[str]:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(pid))
-    found, todo = [], list(children.get(os.getpid(), []))
+    # The worker's shared browser (conftest's chromium fixture) lives on until the session ends, by design.
+    found, todo = [], [pid for pid in children.get(os.getpid(), []) if pid not in SESSION_BROWSER]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
