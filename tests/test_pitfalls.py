@@ -551,6 +551,16 @@ def _chromium(*extra: str):
         need(False, "Chromium", str(missing))
 
 
+@contextlib.contextmanager
+def fresh_profile(chromium):
+    """A context of the worker's shared Chromium: its own cookies, storage and cache, like a browser just started."""
+    context = chromium.new_context()
+    try:
+        yield context
+    finally:
+        context.close()
+
+
 def _watch(page) -> list[str]:
     seen: list[str] = []
     page.on("console", lambda message: seen.append(message.text))
@@ -577,11 +587,11 @@ def _wait_seen(page, seen: list[str], text: str) -> None:
     ("never-accepts", None, 1006, r"WebSocket connection to 'ws://[\d.:]+/ws/chat/' failed: "
                                   r"Error during WebSocket handshake: net::ERR_CONNECTION_RESET"),
 ])
-def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_with, console, shared):
+def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_with, console, shared, chromium):
     """The broken project's page, in Chromium, ends with the close code and console error the docs quote."""
     server = shared(slug)
-    with _chromium() as browser:
-        page = browser.new_page()
+    with fresh_profile(chromium) as context:
+        page = context.new_page()
         seen = _watch(page)
         page.goto(server.http_url)
         if sent:
@@ -596,14 +606,13 @@ def test_the_broken_pages_show_the_failure_in_the_browser(slug, sent, closed_wit
 
 
 @pytest.mark.browser
-def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(shared):
+def test_a_browser_holding_a_stale_sessionid_cookie_gets_500_from_an_unmigrated_step(shared, chromium):
     """Chromium with a sessionid cookie for the host loads step 4's page, but its socket gets HTTP 500."""
     from workbook.doctor.probe import STALE_COOKIE
 
     server = shared("no-session-table")
     start = since(server)
-    with _chromium() as browser:
-        context = browser.new_context()
+    with fresh_profile(chromium) as context:
         name, _, value = STALE_COOKIE.partition("=")
         context.add_cookies([{"name": name, "value": value, "url": server.http_url}])
         page = context.new_page()
@@ -856,15 +865,14 @@ async def test_a_session_cookie_from_another_project_is_anonymous_and_refused_wi
 
 @reproduces("session-deleted")
 @pytest.mark.browser
-def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a_reload(variant, serve):
+def test_a_tab_whose_session_was_deleted_keeps_its_socket_but_is_refused_after_a_reload(variant, serve, chromium):
     """In Chromium: log out in a second tab; the first still chats as alice, and after a reload is refused."""
     from workbook.browser import log_in, send_from_form, wait_received
 
     project = variant("session-deleted")
     passwords = _step9_users(project)
     server = serve(project)
-    with _chromium() as browser:
-        context = browser.new_context()
+    with fresh_profile(chromium) as context:
         first = context.new_page()
         log_in(first, server.http_url, "alice", passwords["alice"])
         first.wait_for_selector('#state[data-state="open"]')
