@@ -8,6 +8,7 @@ of the test time each step's tests take. Linux only (it reads /proc). Not a test
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -51,6 +52,7 @@ class Sampler:
 
     def __init__(self, interval: float = 0.25):
         self.interval, self.seen, self.baseline = interval, {}, {}
+        self.cwd: dict[tuple[str, str], str] = {}  # each process's working directory (which step it served)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -65,6 +67,8 @@ class Sampler:
                 command = self.seen.get(key, (None,))[0] or self.baseline.get(key, (None,))[0]
                 if command is None:
                     command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    with contextlib.suppress(OSError):
+                        self.cwd.setdefault(key, os.readlink(f"/proc/{pid}/cwd"))
                 found[key] = (command, cpu)
             except (OSError, ValueError, IndexError):
                 continue
@@ -86,9 +90,9 @@ class Sampler:
         self._thread.join()
 
     def dump(self, path: Path) -> None:
-        """Write every sampled process as JSON: [command, CPU-seconds], most CPU first (to look closer)."""
-        rows = sorted(self.seen.values(), key=lambda row: -row[1])
-        path.write_text(json.dumps([[command, round(seconds, 2)] for command, seconds in rows], indent=0))
+        """Write every sampled process as JSON: [command, CPU-seconds, working directory], most CPU first."""
+        rows = sorted(((*value, self.cwd.get(key, "")) for key, value in self.seen.items()), key=lambda row: -row[1])
+        path.write_text(json.dumps([[command, round(seconds, 2), cwd] for command, seconds, cwd in rows], indent=0))
 
     def by_kind(self) -> list[tuple[str, int, float]]:
         """(kind, processes, CPU-seconds), most CPU first."""
