@@ -13,6 +13,7 @@ import json
 import os
 import re
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class Sampler:
     def __init__(self, interval: float = 0.25):
         self.interval, self.seen, self.baseline = interval, {}, {}
         self.cwd: dict[tuple[str, str], str] = {}  # each process's working directory (which step it served)
+        self.busy: list[tuple[float, float]] = []  # (seconds since the start, share of all CPUs busy since the last)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -75,10 +77,15 @@ class Sampler:
         return found
 
     def _loop(self) -> None:
+        started, last = time.monotonic(), _cpu_times()
         while not self._stop.wait(self.interval):
             for key, value in self._read().items():
                 if key not in self.baseline:
                     self.seen[key] = value
+            now = _cpu_times()
+            busy, total = now[0] - last[0], now[1] - last[1]
+            self.busy.append((round(time.monotonic() - started, 2), round(busy / total, 3) if total else 0.0))
+            last = now
 
     def __enter__(self) -> Sampler:
         self.baseline = self._read()
@@ -88,6 +95,13 @@ class Sampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+    def idle_by_interval(self, width: float = 10.0) -> list[tuple[float, float]]:
+        """(start of each `width`-second interval, share of the CPUs busy in it): where the run left CPUs idle."""
+        buckets: dict[int, list[float]] = collections.defaultdict(list)
+        for at, share in self.busy:
+            buckets[int(at // width)].append(share)
+        return [(index * width, sum(shares) / len(shares)) for index, shares in sorted(buckets.items())]
 
     def dump(self, path: Path) -> None:
         """Write every sampled process as JSON: [command, CPU-seconds, working directory], most CPU first."""
@@ -141,3 +155,9 @@ def markdown(kinds: list[tuple[str, int, float]], steps: list[tuple[str, int, fl
     lines += [f"| {step} | {n} | {seconds:.0f} s | {seconds / workers:.0f} s |" for step, n, seconds in steps]
     return "\n".join(lines)
 
+
+def _cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields) - idle, sum(fields)

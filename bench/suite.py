@@ -84,7 +84,9 @@ def measured(target: str, log: Path):
     workers = default_workers() if workers in {"", "auto"} else max(int(workers), 1)
     steps = shares(junit) if junit.exists() else []
     sampler.dump(log.with_suffix(".processes.json"))
-    return wall, code, summary, before, after, markdown(sampler.by_kind(), steps, wall, workers)
+    busy = " ".join(f"{share * 100:.0f}" for _, share in sampler.idle_by_interval())
+    timeline = f"\n\nCPUs busy (%), each 10 s of the run in turn: {busy}"
+    return wall, code, summary, before, after, markdown(sampler.by_kind(), steps, wall, workers) + timeline
 
 
 if __name__ == "__main__":
