@@ -74,3 +74,18 @@ def test_the_uv_there_is_is_the_one_on_path_else_the_one_set_up_bootstrapped(tmp
     (on_path / "uv").write_text("#!/bin/sh\n")
     (on_path / "uv").chmod(0o755)
     assert venv.installed_uv(tools) == str(on_path / "uv")
+
+
+def test_a_child_imports_from_the_given_directories_first_then_from_what_pythonpath_had():
+    """importable() puts the checkout or a project first on PYTHONPATH, keeps what was there, and copies the rest."""
+    from pathlib import Path
+
+    from workbook.environment.pythonpath import importable
+
+    sep = os.pathsep
+    assert importable({"HOME": "/h"}, "/checkout") == {"HOME": "/h", "PYTHONPATH": "/checkout"}
+    had = {"PYTHONPATH": f"/mine{sep}/theirs"}
+    both = importable(had, "/project", Path("/checkout"))["PYTHONPATH"]
+    assert both == sep.join(["/project", str(Path("/checkout")), "/mine", "/theirs"])
+    assert importable({"PYTHONPATH": ""}, "/checkout")["PYTHONPATH"] == "/checkout"
+    assert had == {"PYTHONPATH": f"/mine{sep}/theirs"}  # the caller's environment is left as it was

@@ -35,6 +35,7 @@ import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
+from .environment.pythonpath import importable
 from .errors import WorkbookError
 from .registry import ROOT, project_files
 from .state import STATE_DIR, TIMEOUT, write_whole
@@ -45,8 +46,7 @@ STAMPS = STATE_DIR / "users"
 
 def run_demo_users(project: Path, python: str) -> subprocess.CompletedProcess:
     """Run the project's own `python manage.py demo_users` with `python`; return the finished process."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = importable({**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, ROOT)
     return subprocess.run([python, "manage.py", "demo_users"], cwd=project, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT * 4, stdin=subprocess.DEVNULL)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import console
 from ..environment import pythons, venv
+from ..environment.pythonpath import importable
 from ..errors import WorkbookError
 
 ECHO_STEP = 4
@@ -229,9 +230,7 @@ def main(argv: list[str]) -> int:
     if not venv.in_venv() and venv.is_ready("base"):
         # The server check needs Django: carry on inside the virtualenv, which needs no set-up.
         python = str(venv.venv_python())
-        path = os.pathsep.join(filter(None, [str(venv.ROOT), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path}
-        return subprocess.call([python, "-m", "workbook", "preflight", *argv], env=env)
+        return subprocess.call([python, "-m", "workbook", "preflight", *argv], env=importable(os.environ, venv.ROOT))
     started, marks = time.monotonic(), console.marks({"ok": "✔", "fail": "✘", "warn": "⚠"},
                                                       {"ok": "OK  ", "fail": "FAIL", "warn": "WARN"})
     print("workbook preflight: is this laptop ready for the session?", flush=True)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..environment.pythonpath import importable
 from ..errors import WorkbookError
 from ..registry import ROOT
 from .pages import page_findings, page_scripts, socket_facts
@@ -46,8 +47,7 @@ def interpreter(project: Path, python: str | None = None) -> str:
 def load_facts(project: Path, module: str, paths: list[str], python: str | None = None) -> dict:
     """Run inspector.py with the project's Python, inside the project, once per way of loading; return JSON."""
     target = f"{module.rpartition('.')[0]}.asgi:application" if "." in module else "asgi:application"
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
+    env = importable({k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}, project)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     script = str(Path(__file__).with_name("inspector.py"))
     cmd = [interpreter(project, python), script, "", module, target, *sorted(paths)]

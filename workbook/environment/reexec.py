@@ -10,13 +10,14 @@ import os
 import subprocess
 
 from . import venv
+from .pythonpath import importable
 
 
 def reexec_in_venv(argv: list[str]) -> int:
     """Run this same command with the virtualenv's python, creating the virtualenv first if needed."""
     python = venv.ensure("base")
     cmd = [str(python), "-m", "workbook", *argv]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(venv.ROOT), os.environ.get("PYTHONPATH")]))}
+    env = importable(os.environ, venv.ROOT)
     if os.name != "nt":
         os.execve(str(python), cmd, env)
     try:

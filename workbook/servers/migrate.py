@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..environment.pythonpath import importable
 from ..errors import WorkbookError, summarize_failure
 from ..project import READS_ENV, settings_module
 from ..registry import ROOT, project_files
@@ -194,8 +195,7 @@ def migrate_if_needed(server: Server) -> bool:
 
 def _migrate(project: Path, python: str, env: dict[str, str], log: Path, label: str) -> str | None:
     """Run `migrate` with the server's Python, settings and environment; raise one line when it fails."""
-    env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = importable({**env, "PYTHONDONTWRITEBYTECODE": "1"}, ROOT)
     settings = settings_module(project)
     log.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..environment.pythonpath import importable
 from ..errors import WorkbookError, summarize_failure
 from ..registry import ROOT
 from ..state import TIMEOUT, shown
@@ -153,8 +154,7 @@ def spawn_guarded(cmd: list[str], log_path: Path, cwd: Path | None = None, env: 
     reloader=True: `cmd` is `manage.py runserver` with its autoreloader, and the guard is its outer process.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **(env or {})}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = importable({**os.environ, **(env or {})}, ROOT)
     guard = [sys.executable, "-m", "workbook.servers.guard", str(os.getpid()), *(["--reloader"] if reloader else []),
              "--", *cmd]
     group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
