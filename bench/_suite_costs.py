@@ -96,6 +96,14 @@ class Sampler:
         self._stop.set()
         self._thread.join()
 
+    def busy_seconds(self) -> float:
+        """CPU-seconds the whole machine was busy while sampling: every process, short-lived ones included."""
+        previous, total = 0.0, 0.0
+        for at, share in self.busy:
+            total += share * (at - previous) * (os.cpu_count() or 1)
+            previous = at
+        return total
+
     def idle_by_interval(self, width: float = 10.0) -> list[tuple[float, float]]:
         """(start of each `width`-second interval, share of the CPUs busy in it): where the run left CPUs idle."""
         buckets: dict[int, list[float]] = collections.defaultdict(list)

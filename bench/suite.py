@@ -73,17 +73,11 @@ def main() -> int:
 
 def measured(target: str, log: Path):
     """Run `make TARGET` under the /proc sampler, with a junit XML beside the log; add the costs table."""
-    import resource
-
     from _suite_costs import Sampler, markdown, shares
 
     junit = log.with_suffix(".xml")
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     with Sampler() as sampler:
         wall, code, summary, before, after = run(target, log, {"PYTEST_ADDOPTS": f"--junitxml={junit}"})
-    now = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # Every process of the run that was waited for, short-lived ones included (the sampler misses those).
-    all_cpu = now.ru_utime + now.ru_stime - reaped.ru_utime - reaped.ru_stime
     from workbook.maintainer.testrun import default_workers
 
     workers = os.environ.get("WORKBOOK_TEST_WORKERS", "auto").strip()
@@ -91,7 +85,8 @@ def measured(target: str, log: Path):
     steps = shares(junit) if junit.exists() else []
     sampler.dump(log.with_suffix(".processes.json"))
     busy = " ".join(f"{share * 100:.0f}" for _, share in sampler.idle_by_interval())
-    timeline = (f"\n\nCPU of every process the run waited for (getrusage): {all_cpu:.0f} CPU-s.\n"
+    # The whole machine's busy time, short-lived processes included (the per-process sampler misses those).
+    timeline = (f"\n\nCPU busy in all (/proc/stat, the whole machine): {sampler.busy_seconds():.0f} CPU-s.\n"
                 f"CPUs busy (%), each 10 s of the run in turn: {busy}")
     return wall, code, summary, before, after, markdown(sampler.by_kind(), steps, wall, workers) + timeline
 
