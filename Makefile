@@ -71,7 +71,7 @@ test-latest: $(BASE) ## the stage, final and notebook tests on the newest releas
 	@$(VPY) -m workbook test --latest
 
 .PHONY: test-fast
-test-fast: $(DEV) ## the tests without notebooks, browser, Redis or other Pythons (about four minutes on two cores)
+test-fast: $(DEV) ## the tests without notebooks, browser, Redis or other Pythons (two to four minutes on two cores)
 	@$(VPY) -m workbook test --fast
 
 # --- notebooks ----------------------------------------------------------------
