@@ -16,6 +16,7 @@ from conftest import STEPS, need, run_python, steps
 
 from workbook import WorkbookError, get_step
 from workbook.diffs import changed_files
+from workbook.environment.pythonpath import importable
 from workbook.learner import checks_tests, probe
 from workbook.learner import workspace as learner
 from workbook.learner.check_base import Failed, Run, Unavailable
@@ -450,15 +451,12 @@ def test_facts_load_once_for_the_same_files_and_a_failure_is_not_remembered(ws, 
     monkeypatch.setattr(probe.subprocess, "run", lambda *a, **k: runs.append(k["cwd"]) or run(*a, **k))
     step = get_step(8)
     first, second = (shutil.copytree(step.path, tmp_path / name) for name in ("first", "second"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(["<project>", str(ROOT)])}
-    facts = [probe.load(project, "mychannels", {**env, "PYTHONPATH": env["PYTHONPATH"].replace("<project>",
-                                                                                             str(project))})
-             for project in (first, second)]
+    facts = [probe.load(project, "mychannels", importable(os.environ, project, ROOT)) for project in (first, second)]
     assert runs == [first] and facts[0] == facts[1]
     assert facts[0]["consumer_class"]["bases"][0] == "AsyncJsonWebsocketConsumer"
     settings = second / "mychannels" / "settings.py"
     settings.write_text(settings.read_text() + "\nraise RuntimeError('a typo')\n")
     for _ in range(2):
-        failed = probe.load(second, "mychannels", {**env, "PYTHONPATH": f"{second}{os.pathsep}{ROOT}"})
+        failed = probe.load(second, "mychannels", importable(os.environ, second, ROOT))
         assert isinstance(failed, subprocess.CompletedProcess) and "a typo" in failed.stderr
     assert runs == [first, second, second]
